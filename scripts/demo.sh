@@ -1,0 +1,6 @@
+#!/bin/sh
+# The embedded demo: inspects the tiny InternVL2 (InternLM2) model the repository ships.
+set -eu
+cd "$(dirname "$0")/.."
+echo "== qvlm inspect tests/fixtures/models/internvl2-internlm2-tiny"
+./build/qvlm inspect tests/fixtures/models/internvl2-internlm2-tiny

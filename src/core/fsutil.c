@@ -1,0 +1,227 @@
+/* fsutil.c — see fsutil.h. */
+#include "fsutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+qv_status qv_read_file(const char *path, size_t max_bytes, char **data, size_t *len)
+{
+    *data = NULL;
+    if (len)
+        *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return qv_fail(QV_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return qv_fail(QV_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > max_bytes) {
+        fclose(f);
+        return qv_fail(QV_ERR_INVALID, "%s: file too large (%lld bytes, limit %zu)", path, (long long)st.st_size,
+                       max_bytes);
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = qv_malloc(n + 1, path);
+    if (!buf) {
+        fclose(f);
+        return QV_ERR_NOMEM;
+    }
+    size_t got = fread(buf, 1, n, f);
+    int err = ferror(f);
+    fclose(f);
+    if (got != n || err) {
+        qv_free(buf);
+        return qv_fail(QV_ERR_IO, "%s: read failed", path);
+    }
+    buf[n] = 0;
+    *data = buf;
+    if (len)
+        *len = n;
+    return QV_OK;
+}
+
+static atomic_uint tmp_counter;
+
+qv_status qv_atomic_open(qv_atomic_file *af, const char *path)
+{
+    af->f = NULL;
+    af->path = qv_strdup(path);
+    af->tmp = qv_asprintf("%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&tmp_counter, 1));
+    if (!af->path || !af->tmp) {
+        qv_free(af->path);
+        qv_free(af->tmp);
+        af->path = af->tmp = NULL;
+        return QV_ERR_NOMEM;
+    }
+    af->f = fopen(af->tmp, "wb");
+    if (!af->f) {
+        qv_status st = qv_fail(QV_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        qv_free(af->path);
+        qv_free(af->tmp);
+        af->path = af->tmp = NULL;
+        return st;
+    }
+    return QV_OK;
+}
+
+qv_status qv_atomic_write(qv_atomic_file *af, const void *data, size_t n)
+{
+    if (n && fwrite(data, 1, n, af->f) != n)
+        return qv_fail(QV_ERR_IO, "%s: write failed: %s", af->path, strerror(errno));
+    return QV_OK;
+}
+
+void qv_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+qv_status qv_atomic_commit(qv_atomic_file *af)
+{
+    qv_status st = QV_OK;
+    if (fflush(af->f) != 0 || fsync(fileno(af->f)) != 0)
+        st = qv_fail(QV_ERR_IO, "%s: write failed: %s", af->path, strerror(errno));
+    if (fclose(af->f) != 0 && st == QV_OK)
+        st = qv_fail(QV_ERR_IO, "%s: write failed: %s", af->path, strerror(errno));
+    af->f = NULL;
+    if (st == QV_OK && rename(af->tmp, af->path) != 0)
+        st = qv_fail(QV_ERR_IO, "%s: rename failed: %s", af->path, strerror(errno));
+    if (st != QV_OK) {
+        unlink(af->tmp);
+    } else {
+        char *d = qv_path_dirname(af->path);
+        if (d)
+            qv_fsync_dir(d);
+        qv_free(d);
+    }
+    qv_free(af->path);
+    qv_free(af->tmp);
+    af->path = af->tmp = NULL;
+    return st;
+}
+
+void qv_atomic_abort(qv_atomic_file *af)
+{
+    if (!af || !af->tmp)
+        return;
+    if (af->f)
+        fclose(af->f);
+    unlink(af->tmp);
+    qv_free(af->path);
+    qv_free(af->tmp);
+    af->f = NULL;
+    af->path = af->tmp = NULL;
+}
+
+qv_status qv_write_file_atomic(const char *path, const void *data, size_t n)
+{
+    qv_atomic_file af;
+    QV_TRY(qv_atomic_open(&af, path));
+    qv_status st = qv_atomic_write(&af, data, n);
+    if (st != QV_OK) {
+        qv_atomic_abort(&af);
+        return st;
+    }
+    return qv_atomic_commit(&af);
+}
+
+bool qv_path_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+bool qv_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+qv_status qv_mkdirs(const char *path)
+{
+    char *p = qv_strdup(path);
+    if (!p)
+        return QV_ERR_NOMEM;
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || *s == 0) {
+            char c = *s;
+            *s = 0;
+            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+                qv_status st = qv_fail(QV_ERR_IO, "%s: cannot create folder: %s", p, strerror(errno));
+                qv_free(p);
+                return st;
+            }
+            *s = c;
+            if (!c)
+                break;
+        }
+    }
+    qv_free(p);
+    if (!qv_is_dir(path))
+        return qv_fail(QV_ERR_IO, "%s: exists and is not a folder", path);
+    return QV_OK;
+}
+
+char *qv_path_join(const char *dir, const char *name)
+{
+    if (!dir || !*dir || name[0] == '/')
+        return qv_strdup(name);
+    size_t n = strlen(dir);
+    return qv_asprintf("%s%s%s", dir, dir[n - 1] == '/' ? "" : "/", name);
+}
+
+char *qv_path_dirname(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    if (!s)
+        return qv_strdup(".");
+    if (s == path)
+        return qv_strdup("/");
+    return qv_strndup(path, (size_t)(s - path));
+}
+
+qv_status qv_remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return QV_OK;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (!d)
+            return qv_fail(QV_ERR_IO, "%s: %s", path, strerror(errno));
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            char *c = qv_path_join(path, e->d_name);
+            if (!c) {
+                closedir(d);
+                return QV_ERR_NOMEM;
+            }
+            qv_status s = qv_remove_tree(c);
+            qv_free(c);
+            if (s != QV_OK) {
+                closedir(d);
+                return s;
+            }
+        }
+        closedir(d);
+        if (rmdir(path) != 0)
+            return qv_fail(QV_ERR_IO, "%s: %s", path, strerror(errno));
+    } else if (unlink(path) != 0) {
+        return qv_fail(QV_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    return QV_OK;
+}

@@ -1,0 +1,113 @@
+/* testutil.c — see testutil.h. */
+#include "testutil.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/fsutil.h"
+
+const char *qt_fixture(const char *rel)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s/%s", QV_FIXTURES, rel);
+    return buf;
+}
+
+qv_st_file *qt_open_st(const char *rel)
+{
+    qv_st_file *f = NULL;
+    if (qv_st_open(qt_fixture(rel), &f) != QV_OK)
+        cr_assert_fail("cannot open fixture %s: %s", rel, qv_last_error());
+    return f;
+}
+
+float *qt_tensor_f32(const qv_st_file *f, const char *name, qv_tensor *view)
+{
+    qv_tensor t;
+    if (qv_st_get(f, name, &t) != QV_OK)
+        cr_assert_fail("%s", qv_last_error());
+    size_t n = (size_t)qv_tensor_numel(&t);
+    float *out = malloc((n ? n : 1) * sizeof *out);
+    cr_assert_not_null(out);
+    qv_convert(out, QV_F32, t.data, t.dtype, n);
+    if (view)
+        *view = t;
+    return out;
+}
+
+double qt_max_abs(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > m || d != d)
+            m = d != d ? INFINITY : d;
+    }
+    return m;
+}
+
+double qt_max_rel(const float *a, const float *b, size_t n)
+{
+    double mb = 0;
+    for (size_t i = 0; i < n; i++)
+        mb = fmax(mb, fabs((double)b[i]));
+    double d = qt_max_abs(a, b, n);
+    return mb > 0 ? d / mb : d;
+}
+
+char *qt_tmpdir(void)
+{
+    char tmpl[] = "/tmp/qvlm-test-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    cr_assert_not_null(d, "mkdtemp failed");
+    return strdup(d);
+}
+
+static char *slurp(const char *path)
+{
+    char *data = NULL;
+    size_t len;
+    if (qv_read_file(path, (size_t)1 << 30, &data, &len) != QV_OK)
+        return strdup("");
+    return data;
+}
+
+int qt_run_cli(char **out, char **err, const char *fmt, ...)
+{
+    char args[8192], cmd[12288], of[] = "/tmp/qvlm-out-XXXXXX", ef[] = "/tmp/qvlm-err-XXXXXX";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    int fo = mkstemp(of), fe = mkstemp(ef);
+    cr_assert(fo >= 0 && fe >= 0);
+    close(fo);
+    close(fe);
+    snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s'", QV_CLI, args, of, ef);
+    int st = system(cmd);
+    if (out)
+        *out = slurp(of);
+    if (err)
+        *err = slurp(ef);
+    unlink(of);
+    unlink(ef);
+    if (st == -1 || !WIFEXITED(st))
+        return -1;
+    return WEXITSTATUS(st);
+}
+
+int qt_count_lines(const char *s)
+{
+    int n = 0;
+    for (const char *p = s; *p; p++)
+        n += *p == '\n';
+    if (*s && s[strlen(s) - 1] != '\n')
+        n++;
+    return n;
+}

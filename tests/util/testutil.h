@@ -1,0 +1,31 @@
+/* testutil.h — helpers shared by the Criterion tests: fixture paths, golden comparison with
+ * stated tolerances, and running the `qvlm` binary with captured output. */
+#ifndef QV_TESTUTIL_H
+#define QV_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/safetensors.h"
+
+/* Path of a file under tests/fixtures (static buffer, valid until the next call). */
+const char *qt_fixture(const char *rel);
+/* Opens a fixture safetensors file; aborts the test on failure. */
+qv_st_file *qt_open_st(const char *rel);
+/* Reads a tensor of a fixture file widened to F32 (caller frees); aborts when absent. */
+float *qt_tensor_f32(const qv_st_file *f, const char *name, qv_tensor *view);
+
+/* max |a-b| and max |a-b| / max |b| (the fixtures README's "rel"). */
+double qt_max_abs(const float *a, const float *b, size_t n);
+double qt_max_rel(const float *a, const float *b, size_t n);
+
+/* A fresh temporary folder (caller frees the string; the folder is left for inspection). */
+char *qt_tmpdir(void);
+
+/* Runs `qvlm <args>` through /bin/sh with stdout and stderr captured (both NUL-terminated,
+ * caller frees). Returns the exit status, or -1 when the process died by a signal. */
+int qt_run_cli(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Number of lines in s (a final line without newline counts). */
+int qt_count_lines(const char *s);
+
+#endif
