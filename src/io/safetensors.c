@@ -617,10 +617,9 @@ qv_status qv_st_writer_add(qv_st_writer *w, const char *name, qv_dtype dt, int n
         return qv_fail(QV_ERR_INTERNAL, "%s: tensor %s declared after the header was written", w->path, name);
     if (ndim < 0 || ndim > QV_MAX_DIMS || (unsigned)dt >= QV_DTYPE_COUNT)
         return qv_fail(QV_ERR_INVALID, "%s: tensor %s: bad dtype or rank", w->path, name);
-    bool existed;
-    QV_TRY(qv_strmap_put(&w->by_name, name, strlen(name), (int64_t)w->entries.len, &existed));
-    if (existed)
+    if (qv_strmap_get(&w->by_name, name, strlen(name), NULL))
         return qv_fail(QV_ERR_INVALID, "%s: tensor %s declared twice", w->path, name);
+    QV_TRY(qv_strmap_put(&w->by_name, name, strlen(name), (int64_t)w->entries.len, NULL));
     wentry e = {0};
     e.name = qv_strdup(name);
     if (!e.name)
@@ -896,10 +895,9 @@ qv_status qv_st_sharded_add(qv_st_sharded *w, const char *name, qv_dtype dt, int
     int64_t numel;
     if (ndim < 0 || ndim > QV_MAX_DIMS || !qv_shape_numel(ndim, shape, &numel))
         return qv_fail(QV_ERR_INVALID, "%s: tensor %s: bad shape", w->dir, name);
-    bool existed;
-    QV_TRY(qv_strmap_put(&w->by_name, name, strlen(name), (int64_t)w->entries.len, &existed));
-    if (existed)
+    if (qv_strmap_get(&w->by_name, name, strlen(name), NULL))
         return qv_fail(QV_ERR_INVALID, "%s: tensor %s declared twice", w->dir, name);
+    QV_TRY(qv_strmap_put(&w->by_name, name, strlen(name), (int64_t)w->entries.len, NULL));
     e.name = qv_strdup(name);
     if (!e.name)
         return QV_ERR_NOMEM;
