@@ -456,7 +456,7 @@ static qv_status parse_run(const char *file, const qv_yaml_node *map, size_t ind
         if (ki < 0) {
             if (!is_ignored(k->text))
                 return qv_fail(QV_ERR_INVALID, "%s:%zu: unknown key \"%s\"", file, k->line, k->text);
-            QV_TRY(add_note(c, "%s:%zu: key \"%s\" (an evaluation-harness option) is not used by qvlm; ignored", file,
+            QV_TRY(add_note(c, "%s:%zu: key \"%s\" (an evaluation-harness or loader option) is not used by qvlm; ignored", file,
                             k->line, k->text));
             continue;
         }
