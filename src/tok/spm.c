@@ -199,6 +199,22 @@ static qv_status read_normalizer(qv_spm *s, pb r, const char *path)
     return QV_OK;
 }
 
+/* The byte of a "<0xXX>" piece (pieces are not NUL-terminated), -1 when it is not one. */
+static int piece_byte(const char *p, size_t n)
+{
+    if (n != 6 || memcmp(p, "<0x", 3) || p[5] != '>')
+        return -1;
+    int v = 0;
+    for (int i = 3; i < 5; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
 static qv_status index_pieces(qv_spm *s, const char *path)
 {
     s->unk_id = -1;
@@ -224,11 +240,10 @@ static qv_status index_pieces(qv_spm *s, const char *path)
             if (n)
                 s->user_first[(unsigned char)p[0]] = true;
         } else if (t == T_BYTE) {
-            unsigned x;
-            char tail;
+            int x = piece_byte(p, n);
             if (!s->byte_fallback)
                 return qv_fail(QV_ERR_FORMAT, "%s: byte piece without byte_fallback", path);
-            if (n != 6 || sscanf(p, "<0x%2X%c", &x, &tail) != 2 || tail != '>')
+            if (x < 0)
                 return qv_fail(QV_ERR_FORMAT, "%s: byte piece \"%.*s\" is not <0xXX>", path, (int)QV_MIN(n, 40), p);
             s->byte_id[x] = (int32_t)i;
         }
@@ -617,9 +632,7 @@ void qv_spm_decode_run(const qv_spm *s, const int32_t *ids, size_t n, qv_strbuf 
         const char *p = s->pool + s->off[id];
         size_t len = s->len[id];
         if (s->type[id] == T_BYTE) {
-            unsigned x = 0;
-            sscanf(p, "<0x%2X", &x);
-            unsigned char c = (unsigned char)x;
+            unsigned char c = (unsigned char)piece_byte(p, len); /* checked at load */
             qv_sb_putn(&bytes, (const char *)&c, 1);
             continue;
         }
