@@ -13,6 +13,7 @@ typedef struct cmd_entry {
 
 static const cmd_entry commands[] = {
     {"inspect", qv_cmd_inspect, "architecture, parts, parameter counts, dtypes and shards of a model"},
+    {"preprocess", qv_cmd_preprocess, "the model's image preprocessing of one image (pixel_values, tiles)"},
 };
 
 static void usage(FILE *f)
