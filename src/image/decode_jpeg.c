@@ -9,8 +9,9 @@
  *
  * Errors: error_exit longjmps back here. Warnings are errors too: a truncated file or corrupt
  * entropy data only makes libjpeg warn (and pad with zeros). Consequence: files that Pillow
- * opens despite a warning (e.g. "extraneous bytes before marker") are refused. Like Pillow we
- * do not read past the last scanline, so a baseline file missing only its EOI is accepted. */
+ * opens despite a warning (e.g. "extraneous bytes before marker") are refused. Reading stops
+ * after the last scanline (no jpeg_finish_decompress): Pillow ignores whatever follows the
+ * image data too. */
 #include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
