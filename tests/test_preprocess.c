@@ -319,6 +319,85 @@ Test(preprocess, expand_square_centres_on_fill)
     qv_image_free(&img);
 }
 
+/* select_best_resolution and resize_and_pad_image sizes: expectations from LLaVA-NeXT's Python
+ * functions on the fixture config's 36 pinpoints. The pixels of this path have no golden; the
+ * test pins its structure (base tile, canvas placement, black padding, crop order). */
+Test(preprocess, llava_anyres_layout)
+{
+    static const int cases[][6] = {
+        /* w, h, best w, best h, resized w, resized h */
+        {512, 600, 768, 768, 656, 768},     {640, 427, 768, 768, 768, 513},   {500, 333, 768, 384, 577, 384},
+        {301, 451, 384, 768, 384, 576},     {1920, 1080, 1920, 1152, 1920, 1080}, {100, 3000, 384, 2304, 77, 2304},
+        {3000, 100, 2304, 384, 2304, 77},   {384, 384, 384, 384, 384, 384},   {10, 10, 384, 384, 384, 384},
+        {2000, 2000, 2304, 2304, 2304, 2304}, {1000, 700, 1152, 768, 1098, 768}, {777, 1333, 1152, 1536, 896, 1536},
+    };
+    qv_llava_prep p;
+    cr_assert_eq(qv_llava_prep_load(&p, qt_fixture("models/llava-onevision-qwen2-tiny/config.json")), QV_OK, "%s",
+                 qv_last_error());
+    cr_assert_eq(p.n_pinpoints, 36);
+    cr_assert(p.pinpoints[1][0] == 384 && p.pinpoints[1][1] == 768 && p.pinpoints[35][0] == 2304);
+    for (size_t i = 0; i < QV_ARRAY_LEN(cases); i++) {
+        int bw, bh;
+        cr_assert_eq(qv_llava_best_resolution(cases[i][0], cases[i][1], &p, &bw, &bh), QV_OK);
+        cr_assert(bw == cases[i][2] && bh == cases[i][3], "%dx%d: got %dx%d", cases[i][0], cases[i][1], bw, bh);
+    }
+    for (size_t i = 0; i < 4; i++) {
+        qv_image img = load_fixture(k_images[i]);
+        const int *c = NULL;
+        for (size_t k = 0; k < QV_ARRAY_LEN(cases); k++)
+            if (cases[k][0] == img.w && cases[k][1] == img.h)
+                c = cases[k];
+        cr_assert_not_null(c);
+        qv_pixels px;
+        cr_assert_eq(qv_preprocess_llava_anyres(&img, &p, k_images[i], &px), QV_OK, "%s", qv_last_error());
+        int cols = c[2] / 384, rows = c[3] / 384;
+        cr_assert(px.grid_cols == cols && px.grid_rows == rows && px.n_tiles == 1 + cols * rows);
+        cr_assert(px.shape[0] == px.n_tiles && px.shape[1] == 3 && px.shape[2] == 384);
+        qv_image base, fit;
+        cr_assert_eq(qv_image_resize_bicubic(&img, 384, 384, &base), QV_OK);
+        cr_assert_arr_eq(px.tiles_u8, base.rgb, (size_t)384 * 384 * 3, "base tile");
+        cr_assert_eq(qv_image_resize_bicubic(&img, c[4], c[5], &fit), QV_OK);
+        int ox = (c[2] - c[4]) / 2, oy = (c[3] - c[5]) / 2;
+        for (int y = 0; y < c[3]; y++)
+            for (int x = 0; x < c[2]; x++) {
+                int t = 1 + (y / 384) * cols + x / 384;
+                const uint8_t *got = px.tiles_u8 + (size_t)t * 384 * 384 * 3 + ((size_t)(y % 384) * 384 + x % 384) * 3;
+                bool inside = x >= ox && x < ox + c[4] && y >= oy && y < oy + c[5];
+                for (int ch = 0; ch < 3; ch++) {
+                    int want = inside ? fit.rgb[((size_t)(y - oy) * c[4] + (x - ox)) * 3 + ch] : 0;
+                    cr_assert_eq(got[ch], want, "%s canvas (%d,%d)", k_images[i], x, y);
+                }
+            }
+        for (size_t k = 0; k < (size_t)px.n_tiles * 3 * 384 * 384; k += 1013) {
+            size_t t = k / (3 * 384 * 384), r = k % (3 * 384 * 384), ch = r / (384 * 384), q = r % (384 * 384);
+            float x = (float)((double)px.tiles_u8[t * 384 * 384 * 3 + q * 3 + ch] * (1.0 / 255.0));
+            cr_assert(px.values[k] == (x - 0.5f) / 0.5f);
+        }
+        qv_image_free(&base);
+        qv_image_free(&fit);
+        qv_pixels_free(&px);
+        qv_image_free(&img);
+    }
+}
+
+Test(preprocess, llava_pinpoint_range_string)
+{
+    char *dir = qt_tmpdir(), path[512];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    const char *js = "{\"image_grid_pinpoints\": \"(1x1),...,(2x3)\"}";
+    cr_assert_eq(qv_write_file_atomic(path, js, strlen(js)), QV_OK);
+    qv_llava_prep p;
+    cr_assert_eq(qv_llava_prep_load(&p, path), QV_OK, "%s", qv_last_error());
+    static const int want[6][2] = {{384, 384}, {384, 768}, {384, 1152}, {768, 384}, {768, 768}, {768, 1152}};
+    cr_assert_eq(p.n_pinpoints, 6);
+    cr_assert_arr_eq(p.pinpoints, want, sizeof want);
+    js = "{\"image_grid_pinpoints\": [[384, 0]]}";
+    cr_assert_eq(qv_write_file_atomic(path, js, strlen(js)), QV_OK);
+    cr_assert_neq(qv_llava_prep_load(&p, path), QV_OK);
+    cr_assert(strstr(qv_last_error(), "config.json"));
+    free(dir);
+}
+
 /* ---- per model -------------------------------------------------------------------------------- */
 
 Test(preprocess, family_from_config)
@@ -434,6 +513,13 @@ Test(preprocess, cli_qwen2vl_and_llava_outputs)
     cr_assert_eq(qv_st_get(f, "pixel_values", &t), QV_OK);
     cr_assert(t.ndim == 4 && t.shape[0] == 1 && t.shape[1] == 3 && t.shape[2] == 384 && t.shape[3] == 384);
     qv_st_close(f);
+    cr_assert_eq(qt_run_cli(NULL, NULL, "preprocess '%s' '%s' -o '%s' -q --anyres",
+                            fx("models/llava-onevision-qwen2-tiny"), fx("calib/images/rocket.jpg"), out),
+                 0);
+    cr_assert_eq(qv_st_open(out, &f), QV_OK, "%s", qv_last_error());
+    cr_assert_eq(qv_st_get(f, "pixel_values", &t), QV_OK);
+    cr_assert(t.ndim == 4 && t.shape[0] == 5 && t.shape[2] == 384); /* base + 2x2 crops of 768x768 */
+    qv_st_close(f);
     free(dir);
 }
 
@@ -477,6 +563,10 @@ Test(preprocess, cli_bad_input)
                             fx("calib/images/rocket.jpg")), 2);
     free(se);
     cr_assert_eq(qt_run_cli(NULL, &se, "preprocess '%s' '%s' -o '%s' --max-num 2", fx("models/qwen2-vl-tiny"),
+                            fx("calib/images/rocket.jpg"), out), 2);
+    cr_assert(!qv_path_exists(out));
+    free(se);
+    cr_assert_eq(qt_run_cli(NULL, &se, "preprocess '%s' '%s' -o '%s' --anyres", fx("models/internvl3-tiny"),
                             fx("calib/images/rocket.jpg"), out), 2);
     cr_assert(!qv_path_exists(out));
     free(se);

@@ -4,8 +4,10 @@
  *   InternVL2/3  pixel_values F32 [tiles,3,S,S], tile_u8 U8 [tiles,S,S,3]
  *   Qwen2-VL     pixel_values F32 [gh*gw,1176], image_grid_thw I64 [1,3], tile_u8 U8 [1,H,W,3]
  *                (the smart-resized image)
- *   LLaVA-OV     pixel_values F32 [1,3,384,384], tile_u8 U8 [1,384,384,3] (pad path)
- * Metadata: family, image (the path given), image_wh (decoded size). */
+ *   LLaVA-OV     pixel_values F32 [1,3,384,384], tile_u8 U8 [1,384,384,3] (MBQ's pad path);
+ *                with --anyres [1+n,3,384,384] (base image, then the crops row-major)
+ * Metadata: family, image (the path given), image_wh (decoded size), grid_cols_rows (InternVL
+ * tiling grid, LLaVA anyres crop grid). */
 #include <stdio.h>
 #include <string.h>
 
@@ -29,12 +31,14 @@ static qv_status write_output(const char *path, const qv_model_config *cfg, cons
     if (cfg->family == QV_FAMILY_QWEN2_VL)
         items[n++] = (qv_st_item){.name = "image_grid_thw", .dtype = QV_I64, .ndim = 2, .shape = {1, 3},
                                   .data = px->grid_thw};
-    char wh[48];
+    char wh[48], grid[48];
     snprintf(wh, sizeof wh, "[%d,%d]", img->w, img->h);
+    snprintf(grid, sizeof grid, "[%d,%d]", px->grid_cols, px->grid_rows);
     qv_st_kv meta[] = {
         {(char *)"family", (char *)qv_family_name(cfg->family)},
         {(char *)"image", (char *)image},
         {(char *)"image_wh", wh},
+        {(char *)"grid_cols_rows", grid},
     };
     return qv_st_write_file(path, items, n, meta, QV_ARRAY_LEN(meta));
 }
@@ -43,13 +47,16 @@ int qv_cmd_preprocess(int argc, char **argv)
 {
     const char *out = NULL;
     int64_t max_num = -1;
+    bool anyres = false;
     const qv_opt opts[] = {
         {"output", 'o', QV_OPT_STR, &out, "OUT.safetensors", "where to write the tensors (required)"},
         {"max-num", 0, QV_OPT_INT, &max_num, "N",
          "InternVL: at most N tiles (default: the config's max_dynamic_patch; MBQ calibration uses 1)"},
+        {"anyres", 0, QV_OPT_FLAG, &anyres, NULL,
+         "LLaVA-OneVision: the native anyres path (LLaVA inference, lmms-eval) instead of MBQ's pad path"},
         {0},
     };
-    const qv_cli_cmd cmd = {"preprocess", "MODEL IMAGE -o OUT.safetensors [--max-num N]",
+    const qv_cli_cmd cmd = {"preprocess", "MODEL IMAGE -o OUT.safetensors [--max-num N] [--anyres]",
                             "The model's image preprocessing of IMAGE (JPEG or PNG): pixel_values and the uint8 "
                             "tiles (tile_u8) it was computed from; Qwen2-VL adds image_grid_thw.",
                             opts, 2, 2};
@@ -81,6 +88,14 @@ int qv_cmd_preprocess(int argc, char **argv)
             goto done;
         }
         pp.internvl.max_num = (int)max_num;
+    }
+    if (anyres) {
+        if (pp.family != QV_FAMILY_LLAVA_ONEVISION) {
+            rc = qv_cli_usage_error(cmd.name, "--anyres applies to LLaVA-OneVision models only (this is %s)",
+                                    qv_family_name(pp.family));
+            goto done;
+        }
+        pp.llava_anyres = true;
     }
     if (qv_image_load(pos[1], &img) != QV_OK || qv_preprocess_image(&pp, &img, pos[1], &px) != QV_OK ||
         write_output(out, &cfg, pos[1], &img, &px) != QV_OK) {

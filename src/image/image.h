@@ -126,21 +126,38 @@ qv_status qv_qwen2vl_prep_load(qv_qwen2vl_prep *p, const char *model_dir);
 qv_status qv_qwen2vl_smart_resize(int h, int w, const qv_qwen2vl_prep *p, const char *what, int *h_out, int *w_out);
 qv_status qv_preprocess_qwen2vl(const qv_image *img, const qv_qwen2vl_prep *p, const char *what, qv_pixels *out);
 
-/* ---- LLaVA-OneVision, MBQ's "pad" path (ALGORITHMS.md §8.2, MODELS.md §2.4) ------------------ */
+/* ---- LLaVA-OneVision (ALGORITHMS.md §8.2, MODELS.md §2.4) ------------------------------------ */
+
+#define QV_LLAVA_MAX_PINPOINTS 256
 
 typedef struct qv_llava_prep {
-    int image_size;         /* 384 */
+    int image_size;         /* 384 (SigLIP processor size and crop size) */
     double mean[3], std[3]; /* 0.5 */
+    int n_pinpoints;        /* anyres candidate resolutions, config order; 0 = none known */
+    int pinpoints[QV_LLAVA_MAX_PINPOINTS][2]; /* (width, height) */
 } qv_llava_prep;
 
+/* 384, mean/std 0.5, no pinpoints. */
 void qv_llava_prep_default(qv_llava_prep *p);
-/* expand2square on (int(255 * mean)) then the SigLIP processor: one tile [1, 3, S, S]. */
+/* Defaults plus image_grid_pinpoints from an lmms-lab config.json (a list of [w, h] pairs, or
+ * the "(1x1),...,(6x6)" range string, scaled by the image size); absent key: no pinpoints. */
+qv_status qv_llava_prep_load(qv_llava_prep *p, const char *config_path);
+/* MBQ's path: expand2square on (int(255 * mean)) then the SigLIP processor: one tile
+ * [1, 3, S, S]. */
 qv_status qv_preprocess_llava_pad(const qv_image *img, const qv_llava_prep *p, const char *what, qv_pixels *out);
+/* LLaVA-NeXT's select_best_resolution over the pinpoints: (width, height). */
+qv_status qv_llava_best_resolution(int w, int h, const qv_llava_prep *p, int *best_w, int *best_h);
+/* The native anyres path (process_anyres_image; lmms-eval and LLaVA inference, not MBQ):
+ * base image (resized to S x S) then the row-major S x S crops of the image resized into the
+ * best pinpoint and centred on black: [1 + rows*cols, 3, S, S]; grid_cols/grid_rows give the
+ * crop grid. */
+qv_status qv_preprocess_llava_anyres(const qv_image *img, const qv_llava_prep *p, const char *what, qv_pixels *out);
 
 /* ---- per model ------------------------------------------------------------------------------ */
 
 typedef struct qv_preprocessor {
     qv_family_id family;
+    bool llava_anyres; /* LLaVA-OneVision: native anyres path instead of MBQ's pad path */
     qv_internvl_prep internvl;
     qv_qwen2vl_prep qwen2vl;
     qv_llava_prep llava;

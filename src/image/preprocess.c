@@ -1,6 +1,6 @@
 /* preprocess.c — the image preprocessing of a model, chosen by its config's family
  * (CLI.md `preprocess`; ALGORITHMS.md §8): InternVL2/3 tiles, Qwen2-VL patches, LLaVA-OneVision
- * pad path. */
+ * pad path (MBQ's; llava_anyres selects the native anyres path). */
 #include <string.h>
 
 #include "image.h"
@@ -20,7 +20,7 @@ qv_status qv_preprocessor_init(qv_preprocessor *pp, const qv_model_config *cfg, 
     case QV_FAMILY_QWEN2_VL:
         return qv_qwen2vl_prep_load(&pp->qwen2vl, model_dir);
     case QV_FAMILY_LLAVA_ONEVISION:
-        return QV_OK;
+        return cfg->path ? qv_llava_prep_load(&pp->llava, cfg->path) : QV_OK;
     case QV_FAMILY_TEXT:
         break;
     }
@@ -34,7 +34,9 @@ qv_status qv_preprocess_image(const qv_preprocessor *pp, const qv_image *img, co
     case QV_FAMILY_INTERNVL2:
     case QV_FAMILY_INTERNVL3: return qv_preprocess_internvl(img, &pp->internvl, what, out);
     case QV_FAMILY_QWEN2_VL: return qv_preprocess_qwen2vl(img, &pp->qwen2vl, what, out);
-    case QV_FAMILY_LLAVA_ONEVISION: return qv_preprocess_llava_pad(img, &pp->llava, what, out);
+    case QV_FAMILY_LLAVA_ONEVISION:
+        return pp->llava_anyres ? qv_preprocess_llava_anyres(img, &pp->llava, what, out)
+                                : qv_preprocess_llava_pad(img, &pp->llava, what, out);
     case QV_FAMILY_TEXT: break;
     }
     memset(out, 0, sizeof *out);
