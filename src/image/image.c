@@ -34,9 +34,10 @@ qv_status qv_image_new(qv_image *img, int w, int h, const char *what)
     img->rgb = NULL;
     if (w <= 0 || h <= 0)
         return qv_fail(QV_ERR_INVALID, "%s: image of %dx%d pixels", what, w, h);
-    size_t n;
-    if (!qv_mul_size((size_t)w, (size_t)h, &n) || !qv_mul_size(n, 3, &n))
-        return qv_fail(QV_ERR_NOMEM, "%s: image of %dx%d pixels is too large", what, w, h);
+    if ((int64_t)w * h > QV_IMAGE_MAX_PIXELS)
+        return qv_fail(QV_ERR_INVALID, "%s: image of %dx%d pixels exceeds the limit of %lld pixels", what, w, h,
+                       QV_IMAGE_MAX_PIXELS);
+    size_t n = (size_t)w * h * 3;
     img->rgb = qv_malloc(n, what);
     if (!img->rgb)
         return QV_ERR_NOMEM;

@@ -8,7 +8,7 @@
  *   image.c                       buffers, crop, expand2square, normalisation
  *   preprocess_internvl.c         InternVL2/3 dynamic_preprocess + ImageNet normalisation
  *   preprocess_qwen2vl.c          Qwen2-VL smart_resize + patchify (slow/PIL processor, 4.45)
- *   preprocess_llava.c            LLaVA-OneVision "pad" path (expand2square + SigLIP processor)
+ *   preprocess_llava.c            LLaVA-OneVision: MBQ's "pad" path, and the native anyres path
  *   preprocess.c                  picks the family's preprocessing from a model config
  *
  * Every function reports failures as one line naming `what` (the file or object). */
@@ -41,12 +41,13 @@ qv_image_format qv_image_sniff(const uint8_t *buf, size_t len);
  * PNG: libpng; palette expanded through PLTE (missing entries black), gray 1/2/4-bit scaled,
  * 16-bit gray clipped to 255 (Pillow's I;16 -> RGB), other 16-bit channels keep their high
  * byte, alpha dropped, tRNS ignored; CRC errors are errors.
- * Zero-sized images and images over QV_IMAGE_MAX_PIXELS are refused. On failure *img is
- * empty. Safe on arbitrary bytes (fuzzing entry point). */
+ * EXIF orientation is not applied (Pillow's open() does not apply it either). Zero-sized images
+ * and images over QV_IMAGE_MAX_PIXELS are refused. On failure *img is empty. Safe on arbitrary
+ * bytes (fuzzing entry point). */
 qv_status qv_image_decode_mem(const uint8_t *buf, size_t len, const char *what, qv_image *img);
 /* Reads a file and decodes it (errors name the path). */
 qv_status qv_image_load(const char *path, qv_image *img);
-/* Allocates an uninitialised w x h image. */
+/* Allocates an uninitialised w x h image (at most QV_IMAGE_MAX_PIXELS pixels). */
 qv_status qv_image_new(qv_image *img, int w, int h, const char *what);
 /* Releases the pixels and zeroes *img. Accepts NULL and empty images. */
 void qv_image_free(qv_image *img);

@@ -204,7 +204,11 @@ qv_status qv_image_resize_bicubic(const qv_image *src, int w, int h, qv_image *d
     const uint8_t *vin = src->rgb;
     if (need_h) {
         QV_CHECK(st = coeffs_init(&ch, src->w, 0.0f, (float)src->w, w), done);
-        size_t n = (size_t)w * (size_t)(last - first) * 3;
+        size_t n;
+        if (!qv_mul_size((size_t)w * 3, (size_t)(last - first), &n)) {
+            st = qv_fail(QV_ERR_NOMEM, "resize: %dx%d -> %dx%d needs too large a buffer", src->w, src->h, w, h);
+            goto done;
+        }
         tmp = qv_malloc(n ? n : 1, "resize");
         if (!tmp) {
             st = QV_ERR_NOMEM;
