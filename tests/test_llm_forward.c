@@ -97,7 +97,7 @@ Test(llm_forward, qwen2_tiny_text_matches_golden)
         ds.b[i] = (dump_buf){names[i], i == 4 ? V : C, NULL};
     qv_llm_dump dump = {&ds, d_want, d_put};
     qv_llm_result res;
-    cr_assert_eq(qv_llm_forward(m, &b, &dump, NULL, &res), QV_OK, "%s", qv_last_error());
+    cr_assert_eq(qv_llm_forward(m, &b, &dump, NULL, 0, &res), QV_OK, "%s", qv_last_error());
     qv_st_file *g = qt_open_st(gpath);
     for (int i = 0; i < 4; i++) {
         qv_tensor t;
@@ -147,7 +147,7 @@ static void internvl_case(const char *model, int64_t n_samples)
         ds.b[i] = (dump_buf){names[i], C, NULL};
     qv_llm_dump dump = {&ds, d_want, d_put};
     qv_llm_result res;
-    cr_assert_eq(qv_llm_forward(m, &b, &dump, NULL, &res), QV_OK, "%s", qv_last_error());
+    cr_assert_eq(qv_llm_forward(m, &b, &dump, NULL, 0, &res), QV_OK, "%s", qv_last_error());
     qv_st_file *g = qt_open_st(fp);
     qv_tensor t;
     for (int i = 0; i < 3; i++) { /* goldens keep sample 0 */

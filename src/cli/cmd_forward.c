@@ -180,7 +180,7 @@ int qv_cmd_forward(int argc, char **argv)
     qv_progress prog;
     qv_progress_init(&prog, qv_cli.quiet ? NULL : stderr, "forward", m->c->n_layers);
     qv_llm_dump dump = {&d, dump_want, dump_put};
-    qv_status st = qv_llm_forward(m, &b, &dump, &prog, &res);
+    qv_status st = qv_llm_forward(m, &b, &dump, &prog, 0, &res);
     qv_progress_finish(&prog);
     float loss = (float)res.loss;
     if (st == QV_OK)

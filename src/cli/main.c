@@ -14,6 +14,7 @@ typedef struct cmd_entry {
 static const cmd_entry commands[] = {
     {"inspect", qv_cmd_inspect, "architecture, parts, parameter counts, dtypes and shards of a model"},
     {"forward", qv_cmd_forward, "forward of the language model on a batch: loss, per-row NLL, logits"},
+    {"eval", qv_cmd_eval, "perplexity of the language model on a text file (--task ppl)"},
 };
 
 static void usage(FILE *f)

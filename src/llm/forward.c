@@ -43,7 +43,7 @@ static qv_status dump_logits(qv_llm *m, const float *hidden, int64_t T, const qv
 }
 
 qv_status qv_llm_forward(qv_llm *m, const qv_llm_batch *b, const qv_llm_dump *dump, qv_progress *prog,
-                         qv_llm_result *res)
+                         unsigned flags, qv_llm_result *res)
 {
     memset(res, 0, sizeof *res);
     res->loss = NAN;
@@ -103,8 +103,8 @@ qv_status qv_llm_forward(qv_llm *m, const qv_llm_batch *b, const qv_llm_dump *du
         const int64_t bb = res->index[2 * r], t = res->index[2 * r + 1];
         memcpy(rows + r * C, h + (bb * b->L + t) * C, (size_t)C * sizeof *rows);
         targets[r] = b->labels[bb * b->L + t + 1];
-        keep[r] = bb == 0;
-        res->n_rows0 += bb == 0;
+        keep[r] = bb == 0 && !(flags & QV_LLM_FWD_NO_LOGITS0);
+        res->n_rows0 += keep[r];
     }
     res->logits0 = qv_malloc((size_t)(res->n_rows0 * m->V) * sizeof(float) + 4, "sample-0 logits");
     res->index0 = qv_malloc((size_t)(res->n_rows0 * 2) * sizeof(int64_t) + 8, "sample-0 index");

@@ -33,9 +33,13 @@ typedef struct qv_llm_result {
     int64_t *index0;    /* [n_rows0, 2] */
 } qv_llm_result;
 
-/* dump and prog may be NULL. The batch is checked against the model first. */
+enum {
+    QV_LLM_FWD_NO_LOGITS0 = 1 /* skip sample 0's loss-row logits (n0·V floats; perplexity runs) */
+};
+
+/* dump and prog may be NULL; flags: QV_LLM_FWD_*. The batch is checked against the model first. */
 qv_status qv_llm_forward(qv_llm *m, const qv_llm_batch *b, const qv_llm_dump *dump, qv_progress *prog,
-                         qv_llm_result *res);
+                         unsigned flags, qv_llm_result *res);
 void qv_llm_result_free(qv_llm_result *r);
 
 /* Layer-0 input of a batch: inputs_embeds when present, else the token embeddings; [B·L, C]. */
