@@ -332,6 +332,28 @@ static int64_t kv_scale_len(const xctx *x)
     return !strcmp(x->rc.kv.strategy, "attn_head") ? x->p.cfg.llm.n_kv_heads : 1;
 }
 
+/* The calibration statistic a static FP8 scale needs; a missing one is refused before any
+ * output exists. */
+static qv_status need_stat(const xctx *x, qv_stat_kind kind, const char *module, int64_t n, const qv_stat_entry **out)
+{
+    static const char *kinds[] = {"input", "k", "v"};
+    const qv_stat_entry *s = x->have_sc ? qv_scales_stat(&x->sc, kind, module) : NULL;
+    if (!s || s->n != n) {
+        char where[512];
+        if (x->have_sc)
+            snprintf(where, sizeof where, "%s has no absmax.%s.%s with %lld value(s)", x->sc.path, kinds[kind], module,
+                     (long long)n);
+        else
+            snprintf(where, sizeof where, "no --scales DIR with absmax.%s.%s was given", kinds[kind], module);
+        return qv_fail(QV_ERR_INVALID, "%s: %s scales need calibration statistics: %s (run qvlm quantize with method fp8%s)",
+                       x->rc.path, kind == QV_STAT_INPUT ? "static FP8 input" : "FP8 KV-cache", where,
+                       kind == QV_STAT_INPUT ? ", or use the FP8_DYNAMIC scheme" : "");
+    }
+    if (out)
+        *out = s;
+    return QV_OK;
+}
+
 static qv_status layout_add(xctx *x, const qv_olist *l, uint32_t shard)
 {
     for (size_t k = 0; k < l->n; k++) {
@@ -369,8 +391,11 @@ static qv_status layout(xctx *x)
             st = emit_qint(x, &l, i, NULL, NULL);
         } else {
             float one = 1.0f;
-            st = qv_ct_fp8_emit(&l, t->module, t->e->shape[0], t->e->shape[1], fp8_per_tensor(x), fp8_T(x, i), NULL,
-                                u->static_input ? &one : NULL);
+            if (u->static_input)
+                st = need_stat(x, QV_STAT_INPUT, t->module, 1, NULL);
+            if (st == QV_OK)
+                st = qv_ct_fp8_emit(&l, t->module, t->e->shape[0], t->e->shape[1], fp8_per_tensor(x), fp8_T(x, i), NULL,
+                                    u->static_input ? &one : NULL);
         }
         if (st == QV_OK)
             st = layout_add(x, &l, t->shard);
@@ -385,6 +410,13 @@ static qv_status layout(xctx *x)
                 continue;
             n_attn++;
             int64_t nh = kv_scale_len(x), shape[3] = {nh, 1, 1}, one[1] = {1};
+            st = need_stat(x, QV_STAT_K, a, nh, NULL);
+            if (st == QV_OK)
+                st = need_stat(x, QV_STAT_V, a, nh, NULL);
+            if (st != QV_OK) {
+                qv_free(a);
+                break;
+            }
             char *kn = qv_asprintf("%s.k_proj.weight", a);
             int64_t ki = kn ? qv_mplan_find(&x->p, kn) : -1;
             qv_free(kn);
@@ -495,12 +527,9 @@ static qv_status emit_fp8(xctx *x, size_t i, const float *w)
         w = own;
     }
     if (x->u[i].static_input) {
-        const qv_stat_entry *s = x->have_sc ? qv_scales_stat(&x->sc, QV_STAT_INPUT, t->module) : NULL;
-        if (!s || s->n != 1)
-            st = qv_fail(QV_ERR_INVALID, "%s: static FP8 input scales need calibration: %s has no absmax.input.%s (run qvlm quantize "
-                                         "with method fp8, or use the FP8_DYNAMIC scheme)",
-                         x->rc.path, x->have_sc ? x->sc.path : "no --scales DIR", t->module);
-        else
+        const qv_stat_entry *s;
+        st = need_stat(x, QV_STAT_INPUT, t->module, 1, &s);
+        if (st == QV_OK)
             st = fp8_scale_from(x, s, T, &in_scale);
     }
     qv_fp8linear q;
@@ -586,14 +615,10 @@ static qv_status emit_kv(xctx *x, size_t li)
     if (!s)
         st = QV_ERR_NOMEM;
     for (int k = 0; k < 2 && st == QV_OK; k++) {
-        const qv_stat_entry *e = x->have_sc ? qv_scales_stat(&x->sc, kinds[k], a) : NULL;
-        if (!e || e->n != nh) {
-            st = qv_fail(QV_ERR_INVALID, "%s: kv_cache_scheme needs calibrated %s: %s has no absmax.%s.%s with %lld value(s) "
-                                         "(run qvlm quantize with method fp8 and this recipe)",
-                         x->rc.path, names[k], x->have_sc ? x->sc.path : "no --scales DIR", names[k], a, (long long)nh);
-            break;
-        }
-        st = fp8_scale_from(x, e, x->T, s);
+        const qv_stat_entry *e;
+        st = need_stat(x, kinds[k], a, nh, &e);
+        if (st == QV_OK)
+            st = fp8_scale_from(x, e, x->T, s);
         char *n = st == QV_OK ? qv_asprintf("%s.%s_scale", a, names[k]) : NULL;
         if (st == QV_OK && !n)
             st = QV_ERR_NOMEM;

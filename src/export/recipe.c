@@ -183,8 +183,7 @@ static qv_status args_from_json(const qv_json *o, const char *what, qv_ct_args *
         strategy = group == 0 ? "tensor" : group > 0 ? "group" : "channel";
     if (group < -1)
         return qv_fail(QV_ERR_FORMAT, "%s: group_size %lld", what, (long long)group);
-    args_set(a, (int)bits, !strcmp(type, "float"), sym, group, strategy, dynamic,
-             observer ? observer : dynamic ? NULL : "minmax");
+    args_set(a, (int)bits, !strcmp(type, "float"), sym, group, strategy, dynamic, dynamic ? NULL : observer);
     return QV_OK;
 }
 
@@ -262,8 +261,14 @@ static qv_status read_scheme_obj(qv_recipe *r, const qv_json *sch, const char *w
         return qv_fail(QV_ERR_UNSUPPORTED, "%s: output activation quantization is not supported", what);
     snprintf(w, sizeof w, "%s.weights", what);
     QV_TRY(args_from_json(qv_json_get(sch, "weights"), w, &r->weights));
+    if (r->weights.present && !r->weights.observer[0])
+        snprintf(r->weights.observer, sizeof r->weights.observer, "minmax");
     snprintf(w, sizeof w, "%s.input_activations", what);
     QV_TRY(args_from_json(qv_json_get(sch, "input_activations"), w, &r->input));
+    /* static activation scales are qvlm's running absmax over the whole calibration run, whatever
+     * observer the recipe named: say so in the saved config (ALGORITHMS-2.md §4.5) */
+    if (r->input.present && !r->input.dynamic)
+        snprintf(r->input.observer, sizeof r->input.observer, "static_minmax");
     snprintf(w, sizeof w, "%s.targets", what);
     return str_list(qv_json_get(sch, "targets"), w, &r->targets, &r->n_targets);
 }
@@ -321,7 +326,7 @@ static qv_status read_modifier(qv_recipe *r, const qv_json *m, const char *what)
     if (kv && !qv_json_is_type(kv, json_type_null)) {
         snprintf(w, sizeof w, "%s.kv_cache_scheme", what);
         QV_TRY(args_from_json(kv, w, &r->kv));
-        if (!r->kv.dynamic && r->kv.observer[0] == 0)
+        if (!r->kv.dynamic)
             snprintf(r->kv.observer, sizeof r->kv.observer, "static_minmax");
     }
     return QV_OK;
