@@ -8,7 +8,7 @@
 
 #include "core/tensor.h"
 #include "fp.h"
-#include "fq_shim.h" /* becomes "simd.h" when branch simd is merged */
+#include "simd.h"
 
 float qv_round_to(float x, qv_dtype T)
 {
