@@ -5,6 +5,7 @@
  * tokenizer files; FP8 weights and scales equal to the InternVL3 FP8 golden (fixtures README
  * §14.5); the FP8 recipe of the issue with static input and KV-cache scales. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -484,4 +485,32 @@ Test(export_formats, fake_float32_equals_reference_layer0)
     qv_st_close(g);
     qv_checkpoint_close(ck);
     free(dir);
+}
+
+Test(export_formats, fake_export_forward_equals_reference_quantized_model, .timeout = 300)
+{
+    /* `qvlm forward` of the FP32 fake export on the calibration batch gives the loss and per-row
+     * NLL the reference measured for its own MBQ W3 g128 quantized model (fixtures README §9, §11:
+     * weight-only quantized models within 1e-4 with the CUDA division form). */
+    char *dir, *o, *e, out[800];
+    json_object_put(export_config("internvl2-qwen2-tiny", "search_mbq_w3g128_reweight_mae", "fake", "--dtype float32", &dir));
+    char *batch = qx_fixture("goldens/internvl2-qwen2-tiny/calib_batch.safetensors");
+    char *emb = qx_fixture("goldens/internvl2-qwen2-tiny/forward.safetensors");
+    snprintf(out, sizeof out, "%s.forward.safetensors", dir);
+    int rc = qt_run_cli(&o, &e, "forward '%s' --batch '%s' --inputs-embeds 'llm.inputs_embeds@%s' -o '%s' -q", dir, batch,
+                        emb, out);
+    cr_assert_eq(rc, 0, "stderr: %s", e);
+    qv_st_file *f, *g = qt_open_st("goldens/internvl2-qwen2-tiny/export_search_mbq_w3g128_reweight_mae.safetensors");
+    cr_assert_eq(qv_st_open(out, &f), QV_OK);
+    qv_tensor t;
+    float *nll = qt_tensor_f32(f, "nll.loss_rows", &t), *gn = qt_tensor_f32(g, "nll.loss_rows", NULL);
+    float *loss = qt_tensor_f32(f, "loss", NULL), *gl = qt_tensor_f32(g, "loss", NULL);
+    cr_assert_eq(t.shape[0], 166);
+    cr_assert_leq(fabs(loss[0] - gl[0]), 1e-4, "loss %.6f vs the reference's quantized model %.6f", loss[0], gl[0]);
+    cr_assert_leq(fabs(gl[0] - 8.307454), 1e-6);
+    cr_assert_leq(qt_max_abs(nll, gn, 166), 1e-4, "per-row NLL max abs %g", qt_max_abs(nll, gn, 166));
+    free(nll), free(gn), free(loss), free(gl);
+    qv_st_close(f);
+    qv_st_close(g);
+    free(o), free(e), free(batch), free(emb), free(dir);
 }

@@ -311,3 +311,18 @@ Test(export_pack, awq_and_gptq_shape_rules)
     g.bits = 5;
     cr_assert_eq(qv_gptq_check(&g, "x"), QV_ERR_UNSUPPORTED);
 }
+
+Test(export_pack, nan_weight_is_refused_with_its_place)
+{
+    /* a NaN in row 40 (second block of rows), group 1: the error names the layer, row and group */
+    const int64_t co = 64, ci = 256;
+    float *w = calloc((size_t)(co * ci), sizeof *w);
+    for (int64_t i = 0; i < co * ci; i++)
+        w[i] = (float)((i * 37) % 11) - 5.0f;
+    w[40 * ci + 130] = NAN;
+    qv_wq_spec s = {.bits = 4, .group = 128, .sym = false, .T = QV_F32, .div = QV_WQ_DIV_CUDA};
+    qv_qlinear q;
+    cr_assert_eq(qv_qlinear_quantize(&q, w, co, ci, &s, "model.layers.3.mlp.up_proj"), QV_ERR_INVALID);
+    cr_assert(strstr(qv_last_error(), "model.layers.3.mlp.up_proj: row 40, group 1") != NULL, "%s", qv_last_error());
+    free(w);
+}

@@ -75,9 +75,29 @@ qv_status qv_qlinear_quantize(qv_qlinear *q, const float *w, int64_t co, int64_t
     }
     qv_fq p = {.n_bits = spec->bits, .zero_point = !spec->sym, .group = spec->group > 0 ? spec->group : -1,
                .division = spec->div == QV_WQ_DIV_CPU ? QV_FQ_DIV_CPU : QV_FQ_DIV_CUDA};
-    int64_t badg = -1;
+    /* rows are independent: blocks of rows in parallel; the first failing block (lowest index)
+     * reports, so the message does not depend on the thread count */
+    const int64_t rb = 32, nblk = (co + rb - 1) / rb, ng = ci / g;
+    const size_t esz = qv_dtype_size(spec->T);
+    int64_t first_bad = nblk, badg = -1;
     const char *why = NULL;
-    qv_status st = qv_fq_codes(q->u, q->s, q->z, raw, spec->T, co, ci, &p, &badg, &why);
+    qv_status st = QV_OK;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t b = 0; b < nblk; b++) {
+        int64_t r0 = b * rb, nr = QV_MIN(rb, co - r0), bg = -1;
+        const char *bw = NULL;
+        qv_status bs = qv_fq_codes(q->u + r0 * ci, q->s + r0 * ng, q->z + r0 * ng, (const char *)raw + (size_t)(r0 * ci) * esz,
+                                   spec->T, nr, ci, &p, &bg, &bw);
+        if (bs != QV_OK) {
+#pragma omp critical(qv_qlinear_err)
+            if (b < first_bad) {
+                first_bad = b;
+                st = bs;
+                why = bw;
+                badg = bg >= 0 ? bg + r0 * ng : -1;
+            }
+        }
+    }
     if (raw != w)
         qv_free(raw);
     if (st != QV_OK) {
