@@ -17,6 +17,8 @@ static const cmd_entry commands[] = {
     {"preprocess", qv_cmd_preprocess, "the model's image preprocessing of one image (pixel_values, tiles)"},
     {"forward", qv_cmd_forward, "forward of the language model on a batch: loss, per-row NLL, logits"},
     {"eval", qv_cmd_eval, "perplexity of the language model on a text file (--task ppl)"},
+    {"export", qv_cmd_export, "write a quantized checkpoint (fake, awq, gptq, compressed-tensors, fp8) or MBQ's .pt"},
+    {"verify", qv_cmd_verify, "unpack a quantized checkpoint and compare it with the fake-quantized weights"},
 };
 
 static void usage(FILE *f)
