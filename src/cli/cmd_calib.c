@@ -87,10 +87,15 @@ int qv_cmd_calib(int argc, char **argv)
             nv += b.vision_mask[i];
             nc += b.caption_mask[i];
         }
-        printf("%s: %s, %lld x %lld tokens (%s padding, pad_rule %s), %zu image%s, %lld vision and %lld caption "
-               "tokens\n",
-               out, qv_family_name(b.family), (long long)b.n_rows, (long long)b.len, b.left_padded ? "left" : "right",
-               qv_pad_rule_name(b.pad_rule), b.n_images, b.n_images == 1 ? "" : "s", (long long)nv, (long long)nc);
+        if (!b.vision_mask)
+            printf("%s: %s, %lld blocks of %lld tokens (pile, labels = input_ids, no masks)\n", out,
+                   qv_family_name(b.family), (long long)b.n_rows, (long long)b.len);
+        else
+            printf("%s: %s, %lld x %lld tokens (%s padding, pad_rule %s), %zu image%s, %lld vision and %lld caption "
+                   "tokens\n",
+                   out, qv_family_name(b.family), (long long)b.n_rows, (long long)b.len,
+                   b.left_padded ? "left" : "right", qv_pad_rule_name(b.pad_rule), b.n_images,
+                   b.n_images == 1 ? "" : "s", (long long)nv, (long long)nc);
         if (fflush(stdout) != 0) {
             fprintf(stderr, "qvlm: stdout: write failed\n");
             rc_exit = QV_EXIT_FAIL;
