@@ -556,7 +556,8 @@ qv_status qv_calib_build_internvl(const qv_model_config *cfg, qv_tokenizer *tok,
     for (size_t k = 0; st == QV_OK && k < items->n; k++) {
         bool skipped;
         st = build_item(&c, &items->file->items[items->order[k]], &skipped);
-        calib_progress(opt, k + 1, items->n);
+        if (st == QV_OK)
+            calib_progress(opt, k + 1, items->n);
     }
     qv_pad_rule rule = calib_pad_rule(opt, cfg->family);
     out->family = cfg->family;

@@ -38,8 +38,8 @@ static qv_status check_family(const qv_run_config *rc, const qv_model_config *cf
     }
     if (ok)
         return QV_OK;
-    return qv_fail(QV_ERR_INVALID, "%s:%zu: model: %s, but %s is a %s checkpoint (%s)", rc->file, rc->line, m,
-                   rc->pretrained, qv_family_name(cfg->family), cfg->architecture);
+    return qv_fail(QV_ERR_INVALID, "%s:%zu: model: %s, but the checkpoint %s is of family %s (%s)", rc->file, rc->line,
+                   m, rc->pretrained, qv_family_name(cfg->family), cfg->architecture);
 }
 
 static qv_status from_captions(const qv_run_config *rc, const qv_calib_run_options *ro, const qv_model_config *cfg,
