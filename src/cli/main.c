@@ -16,6 +16,8 @@ static const cmd_entry commands[] = {
     {"tokenize", qv_cmd_tokenize, "token ids of a text (--chat: in the model's chat template)"},
     {"preprocess", qv_cmd_preprocess, "the model's image preprocessing of one image (pixel_values, tiles)"},
     {"calib", qv_cmd_calib, "the calibration batch a run config describes (ids, labels, masks, pixels, prompts)"},
+    {"forward", qv_cmd_forward, "forward of the language model on a batch: loss, per-row NLL, logits"},
+    {"eval", qv_cmd_eval, "perplexity of the language model on a text file (--task ppl)"},
 };
 
 static void usage(FILE *f)
