@@ -9,11 +9,11 @@
  * --run N picks another. */
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "calib/batch.h"
 #include "cli.h"
 #include "config/run_config.h"
+#include "core/progress.h"
 
 static void on_note(void *ctx, const char *msg)
 {
@@ -27,13 +27,15 @@ static void on_skip(void *ctx, const char *msg)
     fprintf(stderr, "qvlm: warning: %s\n", msg); /* a skip is reported even with --quiet */
 }
 
+/* ctx: the command's qv_progress; its total becomes known with the first sample. */
 static void on_progress(void *ctx, size_t done, size_t total)
 {
-    (void)ctx;
-    if (isatty(STDERR_FILENO))
-        qv_cli_log("\rcalib: sample %zu/%zu%s", done, total, done == total ? "\n" : "");
-    else
-        qv_cli_log("calib: sample %zu/%zu\n", done, total);
+    qv_progress *p = ctx;
+    if (p->total == 0)
+        p->total = (int64_t)total;
+    char what[48];
+    snprintf(what, sizeof what, "sample %zu", done);
+    qv_progress_step(p, 1, what);
 }
 
 int qv_cmd_calib(int argc, char **argv)
@@ -75,11 +77,15 @@ int qv_cmd_calib(int argc, char **argv)
         qv_cli_log("qvlm: note: %s holds %zu runs; building the batch of run %lld\n", pos[0], n_runs, (long long)run);
     for (size_t i = 0; i < rc->n_notes; i++)
         qv_cli_log("qvlm: note: %s\n", rc->notes[i]);
+    qv_progress prog;
+    qv_progress_init(&prog, qv_cli.quiet ? NULL : stderr, "calib", 0);
     qv_calib_run_options ro = {.skip_bad_images = skip, .allow_repeat = repeat, .on_skip = on_skip,
-                               .on_progress = on_progress, .on_note = on_note};
+                               .on_progress = on_progress, .on_note = on_note, .ctx = &prog};
     qv_calib_batch b;
     int rc_exit = QV_EXIT_OK;
-    if (qv_calib_from_config(rc, &ro, &b) != QV_OK || qv_calib_batch_write(&b, out) != QV_OK) {
+    qv_status st = qv_calib_from_config(rc, &ro, &b);
+    qv_progress_finish(&prog);
+    if (st != QV_OK || qv_calib_batch_write(&b, out) != QV_OK) {
         rc_exit = qv_cli_fail();
     } else {
         int64_t nv = 0, nc = 0;
