@@ -72,7 +72,7 @@ static size_t count_sub(const char *s, const char *sub)
     return n;
 }
 
-static qv_status image_tokens(const ivl *c, int64_t tokens, char **out)
+static qv_status image_tokens(int64_t tokens, char **out)
 {
     qv_strbuf b;
     qv_sb_init(&b);
@@ -80,7 +80,6 @@ static qv_status image_tokens(const ivl *c, int64_t tokens, char **out)
     for (int64_t k = 0; k < tokens && !b.oom; k++)
         qv_sb_puts(&b, "<IMG_CONTEXT>");
     qv_sb_puts(&b, "</img>");
-    (void)c;
     if (b.oom) {
         qv_sb_free(&b);
         return qv_fail(QV_ERR_NOMEM, "out of memory (image tokens)");
@@ -140,7 +139,7 @@ static qv_status render_mpt(ivl *c, const qv_caption_item *item, turn *t, size_t
     }
     for (size_t i = 0; i < n_images; i++) {
         char *tk = NULL, *next = NULL;
-        st = image_tokens(c, tokens[i], &tk);
+        st = image_tokens(tokens[i], &tk);
         if (st == QV_OK)
             st = calib_replace(prompt, "<image>", tk, 1, &next);
         qv_free(tk);
@@ -195,8 +194,6 @@ static qv_status labels_mpt(ivl *c, const char *conv, int64_t *lab, int64_t n, i
         st = qv_vec_push(&re, &s);
         if (st != QV_OK)
             qv_free(s);
-        if (k >= turns.len)
-            break;
     }
     int64_t cur = 0;
     for (size_t i = 0; st == QV_OK && i < re.len; i++) {
@@ -337,7 +334,7 @@ static qv_status build_internvl2_5(ivl *c, const qv_caption_item *item, turn *t,
             size_t cnt = count_sub(t[j].value, "<image>");
             for (size_t i = 0; i < cnt && cur_img < n_images; i++, cur_img++) {
                 char *tk = NULL, *next = NULL;
-                qv_status st = image_tokens(c, tokens[cur_img], &tk);
+                qv_status st = image_tokens(tokens[cur_img], &tk);
                 if (st == QV_OK)
                     st = calib_replace(t[j].value, "<image>", tk, 1, &next);
                 qv_free(tk);
