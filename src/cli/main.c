@@ -15,6 +15,7 @@ static const cmd_entry commands[] = {
     {"inspect", qv_cmd_inspect, "architecture, parts, parameter counts, dtypes and shards of a model"},
     {"tokenize", qv_cmd_tokenize, "token ids of a text (--chat: in the model's chat template)"},
     {"preprocess", qv_cmd_preprocess, "the model's image preprocessing of one image (pixel_values, tiles)"},
+    {"calib", qv_cmd_calib, "the calibration batch a run config describes (ids, labels, masks, pixels, prompts)"},
     {"forward", qv_cmd_forward, "forward of the language model on a batch: loss, per-row NLL, logits"},
     {"eval", qv_cmd_eval, "perplexity of the language model on a text file (--task ppl)"},
     {"export", qv_cmd_export, "write a quantized checkpoint (fake, awq, gptq, compressed-tensors, fp8) or MBQ's .pt"},
