@@ -13,7 +13,8 @@ typedef struct cmd_entry {
 
 static const cmd_entry commands[] = {
     {"inspect", qv_cmd_inspect, "architecture, parts, parameter counts, dtypes and shards of a model"},
-    {"forward", qv_cmd_forward, "forward of the language model on a batch: loss, per-row NLL, logits"},
+    {"forward", qv_cmd_forward, "forward of the model on a batch (images through the vision tower): loss, NLL, logits"},
+    {"preprocess", qv_cmd_preprocess, "the model's image preprocessing of one image (pixel_values, tiles)"},
 };
 
 static void usage(FILE *f)
