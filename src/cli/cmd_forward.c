@@ -189,28 +189,46 @@ int qv_cmd_forward(int argc, char **argv)
     int n_vd = 0;
     int64_t *rows = NULL, M = 0, M0 = 0;
     int rc = QV_EXIT_FAIL;
-    if (qv_llm_open(pos[0], &lo, &m) != QV_OK || qv_llm_batch_load(batch_path, &b) != QV_OK ||
-        (emb_file && qv_llm_batch_load_embeds(&b, emb_file, emb_key) != QV_OK)) {
+    if (qv_llm_open(pos[0], &lo, &m) != QV_OK) {
         rc = qv_cli_fail();
         goto done;
     }
     if (!emb_file && m->cfg.has_vision) {
         /* a quarter of --max-memory for one chunk of tiles: the LLM's hidden states need the rest */
         const qv_vision_opts vo = {lo.compute, 0, 0, qv_cli.max_memory / 4};
-        if (qv_vision_open(&m->cfg, m->ck, pos[0], &vo, &vis) != QV_OK ||
-            qv_mm_batch_load(batch_path, vis, &mb, &images) != QV_OK) {
+        if (!(vd = calloc(MAX_VD, sizeof *vd))) {
             rc = qv_cli_fail();
             goto done;
         }
-        if (images) {
-            qv_vision_input in;
-            qv_mm_batch_input(&mb, vis, &in);
-            if (!(vd = calloc(MAX_VD, sizeof *vd))) {
-                rc = qv_cli_fail();
-                goto done;
-            }
-            n_vd = QV_MIN(qv_vision_dump_decls(vis, &in, vd, MAX_VD), (int)MAX_VD);
+        if (qv_vision_open(&m->cfg, m->ck, pos[0], &vo, &vis) != QV_OK) {
+            rc = qv_cli_fail();
+            goto done;
         }
+        n_vd = QV_MIN(qv_vision_dump_decls(vis, NULL, vd, MAX_VD), (int)MAX_VD);
+    }
+    /* names first (a usage error before any work); shapes once the batch is known */
+    if (dump_list) {
+        fwd_dump names = {0};
+        r = parse_dumps(&names, dump_list, m, vd, n_vd);
+        for (int i = 0; i < names.n; i++)
+            free(names.names[i]);
+        if (r >= 0) {
+            rc = r;
+            goto done;
+        }
+    }
+    if (qv_llm_batch_load(batch_path, &b) != QV_OK ||
+        (emb_file && qv_llm_batch_load_embeds(&b, emb_file, emb_key) != QV_OK) ||
+        (vis && qv_mm_batch_load(batch_path, vis, &mb, &images) != QV_OK)) {
+        rc = qv_cli_fail();
+        goto done;
+    }
+    if (images) {
+        qv_vision_input in;
+        qv_mm_batch_input(&mb, vis, &in);
+        n_vd = QV_MIN(qv_vision_dump_decls(vis, &in, vd, MAX_VD), (int)MAX_VD);
+    } else {
+        n_vd = 0;
     }
     if (dump_list && (r = parse_dumps(&d, dump_list, m, vd, n_vd)) >= 0) {
         rc = r;

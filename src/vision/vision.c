@@ -498,6 +498,10 @@ static int decl(qv_vision_dump_decl *out, int k, int max, const char *name, int 
 
 int qv_vision_dump_decls(const qv_vision *v, const qv_vision_input *in, qv_vision_dump_decl *out, int max)
 {
+    static const int64_t no_grid[3] = {0, 0, 0};
+    const qv_vision_input none = {0, v->tile, v->tile, no_grid, NULL, NULL, NULL};
+    if (!in)
+        in = &none;
     int k = 0;
     const int64_t D = v->Dv, C = v->C;
     if (v->kind == QV_VISION_INTERNVIT) {

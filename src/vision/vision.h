@@ -95,8 +95,8 @@ qv_status qv_vision_input_check(const qv_vision *v, const qv_vision_input *in, c
 qv_status qv_vision_encode(qv_vision *v, const qv_vision_input *in, int64_t u0, int64_t n, float *out,
                            const qv_llm_dump *dump);
 
-/* The dump names this handle can produce for an input, with their shapes. Returns the count
- * (at most max written). */
+/* The dump names this handle can produce for an input, with their shapes (in == NULL: the
+ * names only, shapes 0). Returns the count (at most max written). */
 typedef struct qv_vision_dump_decl {
     char name[64];
     int ndim;
