@@ -247,8 +247,6 @@ int qv_cmd_forward(int argc, char **argv)
     d.w = w;
     qv_llm_dump dump = {&d, dump_want, dump_put};
     if (images) {
-        qv_cli_log("forward: %lld %s through the vision tower\n", (long long)mb.n_units,
-                   qv_vision_kind_of(vis) == QV_VISION_INTERNVIT ? "tiles" : "images");
         if (qv_mm_batch_embed(vis, m, &mb, &b, &dump) != QV_OK) {
             rc = qv_cli_fail();
             goto done;

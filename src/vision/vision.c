@@ -7,6 +7,7 @@
 
 #include "../core/fsutil.h"
 #include "../io/json.h"
+#include "../nn/matmul.h"
 #include "vision_internal.h"
 
 
@@ -205,6 +206,9 @@ qv_status qv_vision_open(const qv_model_config *cfg, const qv_checkpoint *ck, co
     if (dt != QV_F32 && dt != QV_BF16)
         return qv_fail(QV_ERR_INVALID, "%s: vision compute dtype %s is not supported (F32, BF16)", cfg->path,
                        qv_dtype_name(dt));
+    if (dt == QV_BF16 && !qv_matmul_bf16_native())
+        return qv_fail(QV_ERR_UNSUPPORTED, "%s: BF16 compute needs native BF16 matmuls (AVX512-BF16 or AMX); "
+                       "oneDNN runs %s here, use F32", cfg->path, qv_matmul_isa_name());
     qv_vision *v = qv_calloc(1, sizeof *v, "vision tower");
     if (!v)
         return QV_ERR_NOMEM;
