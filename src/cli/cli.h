@@ -67,5 +67,6 @@ int qv_cmd_inspect(int argc, char **argv);
 int qv_cmd_forward(int argc, char **argv);
 int qv_cmd_eval(int argc, char **argv);
 int qv_cmd_preprocess(int argc, char **argv);
+int qv_cmd_bench(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ static const cmd_entry commands[] = {
     {"inspect", qv_cmd_inspect, "architecture, parts, parameter counts, dtypes and shards of a model"},
     {"forward", qv_cmd_forward, "forward of the model on a batch (images through the vision tower): loss, NLL, logits"},
     {"preprocess", qv_cmd_preprocess, "the model's image preprocessing of one image (pixel_values, tiles)"},
+    {"bench", qv_cmd_bench, "benchmarks (bench vit: InternViT-300M tiles/s)"},
 };
 
 static void usage(FILE *f)
