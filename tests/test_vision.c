@@ -532,3 +532,33 @@ Test(vision, siglip_tower_and_projector_match_golden, .timeout = 300)
     qv_vision_close(v);
     qv_checkpoint_close(ck);
 }
+
+/* --max-memory decides the chunk: one tile when the budget holds less, many when it holds more,
+ * a fixed default without a budget. */
+Test(vision, chunk_size_follows_the_memory_budget, .timeout = 120)
+{
+    qv_model_config cfg;
+    qv_checkpoint *ck;
+    char path[4096];
+    snprintf(path, sizeof path, "%s", qt_fixture(IVL));
+    qt_open_model(path, &cfg, &ck);
+    const uint64_t budgets[3] = {0, 1, (uint64_t)1 << 40};
+    const int64_t want_min[3] = {8, 1, 64}, want_max[3] = {8, 1, 4096};
+    for (int i = 0; i < 3; i++) {
+        qv_vision *v = NULL;
+        const qv_vision_opts o = {QV_F32, 0, 0, budgets[i]};
+        cr_assert_eq(qv_vision_open(&cfg, ck, path, &o, &v), QV_OK, "%s", qv_last_error());
+        const int64_t c = qv_vision_chunk_units(v);
+        cr_assert(c >= want_min[i] && c <= want_max[i], "budget %llu: chunk %lld", (unsigned long long)budgets[i],
+                  (long long)c);
+        qv_vision_close(v);
+    }
+    /* a 64 MiB budget holds a few tiles of this tiny tower (64-wide, 1025 tokens) */
+    qv_vision *v = NULL;
+    const qv_vision_opts o = {QV_F32, 0, 0, (uint64_t)64 << 20};
+    cr_assert_eq(qv_vision_open(&cfg, ck, path, &o, &v), QV_OK);
+    cr_assert(qv_vision_chunk_units(v) >= 2 && qv_vision_chunk_units(v) <= 256, "chunk %lld",
+              (long long)qv_vision_chunk_units(v));
+    qv_vision_close(v);
+    qv_checkpoint_close(ck);
+}
