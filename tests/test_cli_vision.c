@@ -242,6 +242,10 @@ Test(cli_vision, bad_batches_and_models, .timeout = 600)
     b = qt_write_batch(dir, "flags.safetensors", "goldens/internvl2-qwen2-tiny/calib_batch.safetensors", k_text, 3, 0,
                        it, 2);
     expect_fail(m, b, "flags.safetensors: tensor image_flags has shape [3], expected [4] (one flag per tile)");
+    /* image tokens and no pixels at all */
+    b = qt_write_batch(dir, "nopix.safetensors", "goldens/internvl2-qwen2-tiny/calib_batch.safetensors", k_text, 3, 0,
+                       NULL, 0);
+    expect_fail(m, b, "nopix.safetensors: 1024 image tokens (id 2005) but no pixel_values, tile_u8 or pixel_values_u8");
     /* a vision tensor missing from the model */
     char *model = qt_model_xform(IVL, drop_tensor, "vision_model.encoder.layers.0.attn.qkv.bias");
     b = internvl_batch(dir, "ok.safetensors", 4);

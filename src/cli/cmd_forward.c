@@ -229,6 +229,16 @@ int qv_cmd_forward(int argc, char **argv)
         n_vd = QV_MIN(qv_vision_dump_decls(vis, &in, vd, MAX_VD), (int)MAX_VD);
     } else {
         n_vd = 0;
+        /* image tokens without pixels: the reference cannot run such a batch either */
+        int64_t n_img = 0;
+        for (int64_t i = 0; vis && b.input_ids && i < b.B * b.L; i++)
+            n_img += b.input_ids[i] == qv_vision_image_token(vis);
+        if (n_img) {
+            qv_fail(QV_ERR_INVALID, "%s: %lld image tokens (id %lld) but no pixel_values, tile_u8 or pixel_values_u8",
+                    batch_path, (long long)n_img, (long long)qv_vision_image_token(vis));
+            rc = qv_cli_fail();
+            goto done;
+        }
     }
     if (dump_list && (r = parse_dumps(&d, dump_list, m, vd, n_vd)) >= 0) {
         rc = r;
