@@ -21,6 +21,7 @@
 #include "util/mmutil.h"
 #include "util/testutil.h"
 #include "vision/internvit.h"
+#include "vision/vit_block.h"
 #include "vision/projector.h"
 #include "vision/vision.h"
 
@@ -560,5 +561,142 @@ Test(vision, chunk_size_follows_the_memory_budget, .timeout = 120)
     cr_assert(qv_vision_chunk_units(v) >= 2 && qv_vision_chunk_units(v) <= 256, "chunk %lld",
               (long long)qv_vision_chunk_units(v));
     qv_vision_close(v);
+    qv_checkpoint_close(ck);
+}
+
+/* ---- the shared block in InternViT-6B's configuration ---------------------------------------- */
+
+/* RMSNorm, fused qkv without bias, RMS qk-normalisation over the whole D-wide q and k before the
+ * head split (InternAttention._naive_attn), layer scales, GELU MLP — against a double-precision
+ * restatement. */
+Test(vision, block_with_rms_qk_norm_and_layer_scale)
+{
+    enum { B = 2, L = 5, DD = 32, HH = 4, dd = 8, II = 48 };
+    const qv_vit_dims dm = {DD, HH, dd, II, QV_NORM_RMS, 1e-6f, QV_ACT_GELU, false, true, QV_F32};
+    uint64_t s = 7;
+#define RND() (s = s * 6364136223846793005ull + 1442695040888963407ull, (float)((double)(s >> 11) / 9007199254740992.0 - 0.5))
+    float *w_qkv = malloc(3 * DD * DD * 4), *w_o = malloc(DD * DD * 4), *b_o = malloc(DD * 4);
+    float *w1 = malloc(II * DD * 4), *b1 = malloc(II * 4), *w2 = malloc(DD * II * 4), *b2 = malloc(DD * 4);
+    float vec[QV_VIT_VEC_COUNT][DD];
+    for (int i = 0; i < 3 * DD * DD; i++)
+        w_qkv[i] = RND() * 0.4f;
+    for (int i = 0; i < DD * DD; i++)
+        w_o[i] = RND() * 0.4f;
+    for (int i = 0; i < II * DD; i++)
+        w1[i] = RND() * 0.4f, w2[i] = RND() * 0.3f;
+    for (int i = 0; i < DD; i++)
+        b_o[i] = RND() * 0.1f, b2[i] = RND() * 0.1f;
+    for (int i = 0; i < II; i++)
+        b1[i] = RND() * 0.1f;
+    for (int v = 0; v < QV_VIT_VEC_COUNT; v++)
+        for (int i = 0; i < DD; i++)
+            vec[v][i] = 1.0f + RND() * 0.4f;
+    qv_vit_layer ly = {0};
+    ly.w[QV_VIT_QKV] = w_qkv, ly.w[QV_VIT_O] = w_o, ly.b[QV_VIT_O] = b_o;
+    ly.w[QV_VIT_FC1] = w1, ly.b[QV_VIT_FC1] = b1, ly.w[QV_VIT_FC2] = w2, ly.b[QV_VIT_FC2] = b2;
+    const int used[] = {QV_VIT_NORM1_W, QV_VIT_NORM2_W, QV_VIT_QNORM, QV_VIT_KNORM, QV_VIT_LS1, QV_VIT_LS2};
+    for (size_t i = 0; i < QV_ARRAY_LEN(used); i++)
+        ly.vec[used[i]] = vec[used[i]];
+    float x[B * L * DD];
+    double xd[B * L * DD];
+    for (int i = 0; i < B * L * DD; i++)
+        xd[i] = x[i] = RND() * 2;
+#undef RND
+    const qv_vit_seq sq = {B, L, NULL, NULL, NULL};
+    cr_assert_eq(qv_vit_layer_forward(&dm, &ly, &sq, x), QV_OK, "%s", qv_last_error());
+    /* reference */
+    double n[B * L * DD], qkv[B * L * 3 * DD], a[B * L * DD], hmid[II];
+    for (int t = 0; t < B * L; t++) {
+        double ss = 0;
+        for (int c = 0; c < DD; c++)
+            ss += xd[t * DD + c] * xd[t * DD + c];
+        for (int c = 0; c < DD; c++)
+            n[t * DD + c] = vec[QV_VIT_NORM1_W][c] * xd[t * DD + c] / sqrt(ss / DD + 1e-6);
+        for (int o = 0; o < 3 * DD; o++) {
+            double acc = 0;
+            for (int c = 0; c < DD; c++)
+                acc += n[t * DD + c] * w_qkv[o * DD + c];
+            qkv[t * 3 * DD + o] = acc;
+        }
+        for (int part = 0; part < 2; part++) { /* q_norm / k_norm over the whole D */
+            double *p = qkv + t * 3 * DD + part * DD, s2 = 0;
+            for (int c = 0; c < DD; c++)
+                s2 += p[c] * p[c];
+            for (int c = 0; c < DD; c++)
+                p[c] = vec[part ? QV_VIT_KNORM : QV_VIT_QNORM][c] * p[c] / sqrt(s2 / DD + 1e-6);
+        }
+    }
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < HH; h++)
+            for (int i = 0; i < L; i++) {
+                double sc[L], mx = -INFINITY, sum = 0;
+                for (int j = 0; j < L; j++) {
+                    double dot = 0;
+                    for (int c = 0; c < dd; c++)
+                        dot += qkv[(b * L + i) * 3 * DD + h * dd + c] * qkv[(b * L + j) * 3 * DD + DD + h * dd + c];
+                    sc[j] = dot / sqrt((double)dd);
+                    mx = fmax(mx, sc[j]);
+                }
+                for (int j = 0; j < L; j++)
+                    sum += (sc[j] = exp(sc[j] - mx));
+                for (int c = 0; c < dd; c++) {
+                    double acc = 0;
+                    for (int j = 0; j < L; j++)
+                        acc += sc[j] * qkv[(b * L + j) * 3 * DD + 2 * DD + h * dd + c];
+                    a[(b * L + i) * DD + h * dd + c] = acc / sum;
+                }
+            }
+    for (int t = 0; t < B * L; t++) {
+        for (int o = 0; o < DD; o++) {
+            double acc = b_o[o];
+            for (int c = 0; c < DD; c++)
+                acc += a[t * DD + c] * w_o[o * DD + c];
+            xd[t * DD + o] += acc * vec[QV_VIT_LS1][o];
+        }
+        double ss = 0;
+        for (int c = 0; c < DD; c++)
+            ss += xd[t * DD + c] * xd[t * DD + c];
+        for (int c = 0; c < DD; c++)
+            n[c] = vec[QV_VIT_NORM2_W][c] * xd[t * DD + c] / sqrt(ss / DD + 1e-6);
+        for (int o = 0; o < II; o++) {
+            double acc = b1[o];
+            for (int c = 0; c < DD; c++)
+                acc += n[c] * w1[o * DD + c];
+            hmid[o] = acc * 0.5 * (1 + erf(acc / sqrt(2.0)));
+        }
+        for (int o = 0; o < DD; o++) {
+            double acc = b2[o];
+            for (int c = 0; c < II; c++)
+                acc += hmid[c] * w2[o * II + c];
+            xd[t * DD + o] += acc * vec[QV_VIT_LS2][o];
+        }
+    }
+    float want[B * L * DD];
+    for (int i = 0; i < B * L * DD; i++)
+        want[i] = (float)xd[i];
+    assert_rel(x, want, B * L * DD, 1e-5, "block");
+}
+
+Test(vision, select_layer_picks_the_hidden_state, .timeout = 60)
+{
+    qv_model_config cfg;
+    qv_checkpoint *ck;
+    char path[4096];
+    snprintf(path, sizeof path, "%s", qt_fixture(IVL));
+    qt_open_model(path, &cfg, &ck);
+    /* hidden_states[k] of a 2-layer tower: −1 → 2 layers, −2 → 1, −3 → 0, 1 → 1; −4 and 3 are errors */
+    const int64_t sel[6] = {-1, -2, -3, 1, -4, 3}, runs[6] = {2, 1, 0, 1, -1, -1};
+    for (int i = 0; i < 6; i++) {
+        qv_internvit *v = NULL;
+        qv_status st = qv_internvit_open(ck, &cfg.vision, sel[i], QV_F32, &v);
+        if (runs[i] < 0) {
+            cr_assert_neq(st, QV_OK, "select_layer %lld", (long long)sel[i]);
+            cr_assert_not_null(strstr(qv_last_error(), "select_layer"), "%s", qv_last_error());
+        } else {
+            cr_assert_eq(st, QV_OK, "%s", qv_last_error());
+            cr_assert_eq(v->n_run, runs[i], "select_layer %lld", (long long)sel[i]);
+        }
+        qv_internvit_close(v);
+    }
     qv_checkpoint_close(ck);
 }
