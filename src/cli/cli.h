@@ -71,5 +71,6 @@ int qv_cmd_forward(int argc, char **argv);
 int qv_cmd_eval(int argc, char **argv);
 int qv_cmd_export(int argc, char **argv);
 int qv_cmd_verify(int argc, char **argv);
+int qv_cmd_bench(int argc, char **argv);
 
 #endif
