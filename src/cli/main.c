@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "simd.h"
 
 typedef struct cmd_entry {
     const char *name;
@@ -13,6 +14,7 @@ typedef struct cmd_entry {
 
 static const cmd_entry commands[] = {
     {"inspect", qv_cmd_inspect, "architecture, parts, parameter counts, dtypes and shards of a model"},
+    {"bench", qv_cmd_bench, "microbenchmarks (bench kernels: SIMD kernels vs memcpy and scalar)"},
 };
 
 static void usage(FILE *f)
@@ -39,7 +41,7 @@ int main(int argc, char **argv)
         return QV_EXIT_OK;
     }
     if (!strcmp(c, "--print-isa")) {
-        printf("%s\n", qv_isa_name());
+        printf("%s (%s)\n", qv_isa_name(), qv_kernels()->desc);
         return QV_EXIT_OK;
     }
     for (size_t i = 0; i < QV_ARRAY_LEN(commands); i++)
