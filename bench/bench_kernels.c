@@ -61,11 +61,24 @@ typedef struct bufs {
     double *ra, *rq;              /* [rows] */
 } bufs;
 
-static double now(void)
+static double clock_s(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double now(void) { return clock_s(CLOCK_MONOTONIC); }
+
+/* --cpu-time: on a shared host wall time also measures the run queue. One thread: the thread's
+ * CPU time; several: the process's CPU time / threads (OpenMP's spin-waits included, so this
+ * errs on the slow side). */
+static bool g_cpu_time;
+static double run_clock(int nt)
+{
+    if (!g_cpu_time)
+        return now();
+    return nt == 1 ? clock_s(CLOCK_THREAD_CPUTIME_ID) : clock_s(CLOCK_PROCESS_CPUTIME_ID) / nt;
 }
 
 /* Runs kernel bk of table k on its share of the work, for thread t of nt. */
@@ -129,12 +142,12 @@ static double best_time(const bench_kernel *bk, const qv_kernel_table *k, const 
 {
     double best = INFINITY, t_start = now();
     for (int i = 0; i < reps || (i < 50 && now() - t_start < min_s); i++) {
-        double t0 = now();
+        double t0 = run_clock(nt);
         if (bk)
             run_all(bk, k, b, nt);
         else
             copy_all(b, (size_t)(b->rows * b->cols) * 2, nt);
-        double dt = now() - t0;
+        double dt = run_clock(nt) - t0;
         best = dt < best ? dt : best;
     }
     return best;
@@ -192,9 +205,11 @@ int qv_bench_kernels(int argc, char **argv)
     const qv_opt opts[] = {
         {"quick", 0, QV_OPT_FLAG, &quick, NULL, "one small shape (256x4096), few repetitions: a few seconds"},
         {"json", 0, QV_OPT_FLAG, &json, NULL, "print one JSON object"},
+        {"cpu-time", 0, QV_OPT_FLAG, &g_cpu_time, NULL,
+         "time by CPU time instead of wall time (shared or loaded hosts; see bench/README.md)"},
         {0},
     };
-    const qv_cli_cmd cmd = {"bench kernels", "[--quick] [--json]",
+    const qv_cli_cmd cmd = {"bench kernels", "[--quick] [--json] [--cpu-time]",
                             "Microbenchmarks of every SIMD kernel on BF16 weights of 4096x4096 and 14336x4096: GB/s "
                             "(bytes read + written), the ratio to memcpy of the same bytes and to the scalar "
                             "reference, single-threaded and on all threads.",
@@ -221,13 +236,14 @@ int qv_bench_kernels(int argc, char **argv)
     }
     size_t nres = 0;
     if (!json)
-        printf("# qvlm bench kernels: isa %s, %d threads, kernels: %s\n"
+        printf("# qvlm bench kernels: isa %s, %d threads, kernels: %s, %s time\n"
                "# GB/s = (bytes read + written) / s; ratios at the same shape and thread count\n"
                "%-28s %-7s %8s %10s %10s %7s %s\n",
-               qv_isa_name(), all, qv_kernels()->desc, "name", "isa", "GB/s", "vs_memcpy", "vs_scalar", "threads",
-               "shape");
+               qv_isa_name(), all, qv_kernels()->desc, g_cpu_time ? "CPU" : "wall", "name", "isa", "GB/s", "vs_memcpy",
+               "vs_scalar", "threads", "shape");
     for (int si = 0; si < n_shapes; si++) {
-        const int64_t rows = quick ? quick_shape[0][0] : shapes[si][0], cols = quick ? quick_shape[0][1] : shapes[si][1];
+        const int64_t rows = quick ? quick_shape[0][0] : shapes[si][0];
+        const int64_t cols = quick ? quick_shape[0][1] : shapes[si][1];
         bufs b;
         if (!bufs_init(&b, rows, cols)) {
             free(res);
@@ -265,8 +281,8 @@ int qv_bench_kernels(int argc, char **argv)
     if (json) {
         qv_strbuf o;
         qv_sb_init(&o);
-        qv_sb_printf(&o, "{\"isa\":\"%s\",\"kernels\":\"%s\",\"threads\":%d,\"memcpy\":[", qv_isa_name(),
-                     qv_kernels()->desc, all);
+        qv_sb_printf(&o, "{\"isa\":\"%s\",\"kernels\":\"%s\",\"threads\":%d,\"clock\":\"%s\",\"memcpy\":[",
+                     qv_isa_name(), qv_kernels()->desc, all, g_cpu_time ? "cpu" : "wall");
         for (int si = 0; si < n_shapes; si++)
             for (int ti = 0; ti < n_thr; ti++) {
                 qv_sb_printf(&o, "%s{\"threads\":%d,\"rows\":%lld,\"cols\":%lld,\"gbps\":", si + ti ? "," : "",

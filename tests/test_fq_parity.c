@@ -64,7 +64,10 @@ static float gen_s(qt_rng *g, int kind, int64_t j)
     return v;
 }
 
-static const char *mode_name(qv_fq_scale m) { return m == QV_FQ_SCALE_NONE ? "none" : m == QV_FQ_SCALE_MUL ? "mul" : "muldiv"; }
+static const char *mode_name(qv_fq_scale m)
+{
+    return m == QV_FQ_SCALE_NONE ? "none" : m == QV_FQ_SCALE_MUL ? "mul" : "muldiv";
+}
 
 Test(fq_parity, random_bit_exact, .timeout = 600)
 {
