@@ -43,6 +43,7 @@ static const bench_kernel kernels[] = {
     {"fq_w3_g128_asym", K_FQ, {3, true, 128, QV_FQ_DIV_CUDA}, QV_FQ_SCALE_NONE, QV_BF16, 0, 4},
     {"fq_w4_perchannel_sym", K_FQ, {4, false, -1, QV_FQ_DIV_CUDA}, QV_FQ_SCALE_NONE, QV_BF16, 0, 4},
     {"fq_a8_pertoken_sym", K_FQ, {8, false, -1, QV_FQ_DIV_CPU}, QV_FQ_SCALE_NONE, QV_BF16, 0, 4},
+    {"fq_a8_pertoken_smoothed", K_FQ, {8, false, -1, QV_FQ_DIV_CPU}, QV_FQ_SCALE_DIV, QV_BF16, 0, 4},
     {"fq_fused_w4_g128", K_FQ, {4, true, 128, QV_FQ_DIV_CUDA}, QV_FQ_SCALE_MULDIV, QV_BF16, 0, 4},
     {"fq_fused_w4_g128_f32out", K_FQ, {4, true, 128, QV_FQ_DIV_CUDA}, QV_FQ_SCALE_MULDIV, QV_F32, 0, 6},
     {"fq_fused_w4_perchannel_sym", K_FQ, {4, false, -1, QV_FQ_DIV_CUDA}, QV_FQ_SCALE_MUL, QV_BF16, 0, 4},

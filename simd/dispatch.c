@@ -62,7 +62,7 @@ const char *qv_fq_check(const qv_fq *p, qv_dtype dt, qv_dtype out_dt, qv_fq_scal
     }
     if (p->division != QV_FQ_DIV_CUDA && p->division != QV_FQ_DIV_CPU)
         return "unknown division form";
-    if (mode != QV_FQ_SCALE_NONE && mode != QV_FQ_SCALE_MUL && mode != QV_FQ_SCALE_MULDIV)
+    if ((unsigned)mode > QV_FQ_SCALE_DIV)
         return "unknown scale mode";
     if (mode != QV_FQ_SCALE_NONE && !s)
         return "the fused form needs the column scales s";
