@@ -6,5 +6,7 @@
 /* `qvlm bench vit [--tiles N] [--chunk N] [--dtype f32|bf16] [--layers N] [--json]`: InternViT-300M
  * forward throughput at its real dimensions on random in-memory weights. */
 int qv_bench_vit(int argc, char **argv);
+/* `qvlm bench kernels [--quick] [--json]`: the SIMD kernels against memcpy and their scalar twins. */
+int qv_bench_kernels(int argc, char **argv);
 
 #endif

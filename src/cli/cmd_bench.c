@@ -14,6 +14,7 @@ typedef struct bench_entry {
 
 static const bench_entry benches[] = {
     {"vit", qv_bench_vit, "InternViT-300M forward tiles/s at its real dimensions (random weights)"},
+    {"kernels", qv_bench_kernels, "SIMD kernels vs memcpy bandwidth and vs their scalar reference"},
 };
 
 static void usage(FILE *f)
