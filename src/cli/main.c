@@ -13,6 +13,7 @@ typedef struct cmd_entry {
 
 static const cmd_entry commands[] = {
     {"inspect", qv_cmd_inspect, "architecture, parts, parameter counts, dtypes and shards of a model"},
+    {"synth", qv_cmd_synth, "a random-weight checkpoint with the real names, shapes and config of a model"},
 };
 
 static void usage(FILE *f)
