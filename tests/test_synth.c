@@ -135,6 +135,13 @@ Test(synth, arch_list_and_usage_errors)
     cr_assert_eq(qt_run_cli(&out, &err, "synth --arch internvl2-8b --layers 33 --dry-run"), 2);
     free(out);
     free(err);
+    cr_assert_eq(qt_run_cli(&out, &err, "synth --arch internvl2-8b --layers 0 --dry-run"), 2);
+    free(out);
+    free(err);
+    cr_assert_eq(qt_run_cli(&out, &err, "synth --arch internvl2-8b --layers 2 --dry-run"), 0);
+    cr_assert(strstr(out, "2 of 32 decoder layers"), "%s", out);
+    free(out);
+    free(err);
     cr_assert_eq(qt_run_cli(&out, &err, "synth --arch internvl2-8b"), 2, "missing -o");
     free(out);
     free(err);

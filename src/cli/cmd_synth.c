@@ -88,7 +88,7 @@ static void print_counts(const qv_synth_plan *p, uint64_t shard_bytes)
 int qv_cmd_synth(int argc, char **argv)
 {
     const char *arch = NULL, *out = NULL;
-    int64_t layers = 0, seed = 0, scale = 1;
+    int64_t layers = -1, seed = 0, scale = 1; /* layers -1: all */
     uint64_t shard = QV_SYNTH_DEFAULT_SHARD;
     bool dry = false, force = false;
     const qv_opt opts[] = {
@@ -116,7 +116,7 @@ int qv_cmd_synth(int argc, char **argv)
     const qv_synth_arch *a = qv_synth_arch_find(arch);
     if (!a)
         return qv_cli_usage_error("synth", "unknown architecture '%s' ('--arch list' names them)", arch);
-    if (layers < 0 || layers > a->llm.layers)
+    if (layers == 0 || layers < -1 || layers > a->llm.layers)
         return qv_cli_usage_error("synth", "--layers must be between 1 and %lld for %s", (long long)a->llm.layers,
                                   a->name);
     if (seed < 0)
@@ -126,7 +126,7 @@ int qv_cmd_synth(int argc, char **argv)
     if (!dry && !out)
         return qv_cli_usage_error("synth", "-o OUT is required (or --dry-run)");
     qv_synth_plan *p;
-    if (qv_synth_plan_build(a, layers, scale, &p) != QV_OK)
+    if (qv_synth_plan_build(a, layers < 0 ? 0 : layers, scale, &p) != QV_OK)
         return qv_cli_fail();
     if (dry) {
         print_counts(p, shard);
