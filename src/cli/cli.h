@@ -72,5 +72,6 @@ int qv_cmd_eval(int argc, char **argv);
 int qv_cmd_export(int argc, char **argv);
 int qv_cmd_verify(int argc, char **argv);
 int qv_cmd_bench(int argc, char **argv);
+int qv_cmd_synth(int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@ static const cmd_entry commands[] = {
     {"export", qv_cmd_export, "write a quantized checkpoint (fake, awq, gptq, compressed-tensors, fp8) or MBQ's .pt"},
     {"verify", qv_cmd_verify, "unpack a quantized checkpoint and compare it with the fake-quantized weights"},
     {"bench", qv_cmd_bench, "benchmarks: kernels (SIMD vs memcpy and scalar), vit (InternViT-300M tiles/s), layer (decoder layer)"},
+    {"synth", qv_cmd_synth, "a random-weight checkpoint with the real names, shapes and config of a model"},
 };
 
 static void usage(FILE *f)
