@@ -19,7 +19,7 @@ typedef struct qv_export_opts {
     const char *scales;  /* scales DIR or .pt; NULL: none (FP8, or RTN with --w-bit) */
     const char *out;     /* folder (a .pt file for mbq-pt) */
     const char *recipe;  /* llm-compressor recipe (fp8, compressed-tensors); NULL */
-    qv_export_format format;
+    qv_fmt format;
     bool force;          /* replace an existing destination */
     qv_dtype dtype;      /* compute and output dtype; QV_DTYPE_COUNT: the model's */
     int w_bit;           /* 0: from the scales' search config */
