@@ -100,6 +100,8 @@ static qv_status build(qv_mplan *p)
         t->linear = is_linear(t->e, t->module);
         t->layer = -1;
         if (t->part == QV_PART_VISION || t->part == QV_PART_PROJECTOR) {
+            if (!t->linear) /* only prefixes holding Linears matter to ignore lists */
+                continue;
             const char *dot = strchr(t->e->name, '.');
             size_t len = dot ? (size_t)(dot - t->e->name) : strlen(t->e->name);
             if (dot && len == 5 && !strncmp(t->e->name, "model", 5)) {
