@@ -212,6 +212,7 @@ qv_status qv_mplan_open(const char *model, qv_mplan *p)
         return QV_ERR_NOMEM;
     qv_status st = qv_model_config_load(model, &p->cfg);
     if (st != QV_OK) {
+        qv_model_config_free(&p->cfg); /* the path it allocated before failing */
         qv_free(p->path);
         p->path = NULL;
         return st;
