@@ -62,7 +62,7 @@ const char *qv_fq_check(const qv_fq *p, qv_dtype dt, qv_dtype out_dt, qv_fq_scal
     }
     if (p->division != QV_FQ_DIV_CUDA && p->division != QV_FQ_DIV_CPU)
         return "unknown division form";
-    if (mode != QV_FQ_SCALE_NONE && mode != QV_FQ_SCALE_MUL && mode != QV_FQ_SCALE_MULDIV)
+    if ((unsigned)mode > QV_FQ_SCALE_DIV)
         return "unknown scale mode";
     if (mode != QV_FQ_SCALE_NONE && !s)
         return "the fused form needs the column scales s";
@@ -117,7 +117,8 @@ void qv_loss_sum(const qv_kernel_table *k, double *sum_abs, double *sum_sq, cons
     for (int64_t r0 = 0; r0 < rows; r0 += CHUNK) {
         int64_t n = rows - r0 < CHUNK ? rows - r0 : CHUNK;
         size_t off = (size_t)(r0 * cols) * sz;
-        k->loss_rows(ra, rq, (const char *)a + off, (const char *)b + off, dt, n, cols, row_mask ? row_mask + r0 : NULL);
+        k->loss_rows(ra, rq, (const char *)a + off, (const char *)b + off, dt, n, cols,
+                     row_mask ? row_mask + r0 : NULL);
         for (int64_t i = 0; i < n; i++) {
             if (row_mask && !row_mask[r0 + i])
                 continue;

@@ -2,7 +2,7 @@
  * once in the primitives of a vec_<isa>.h (included first) and instantiated by fq_avx2.c,
  * fq_avx512.c and emu512_avx2.c. Scalar twin: fq_ref.c (ALGORITHMS.md §1, §3.2, §5.6).
  *
- * Per group: pass 1 loads the group (T(w ⊙ s) in the fused forms), takes its min/max (or absmax)
+ * Per group: pass 1 loads the group (T(w ⊙ s) or T(w ⊘ s) in the fused forms), takes its min/max (or absmax)
  * and notes NaN; a group with NaN or ±Inf goes to qv_fq_group_ref, so non-finite input gives the
  * reference's bits on every ISA. The scale and zero point come from the same scalar
  * qv_fq_gparams as the reference. Pass 2 recomputes the inputs and quantizes QV_VL lanes at a
@@ -74,7 +74,9 @@ QV_AI void fqb_group(void *out, qv_dtype odt, const void *w, qv_dtype dt, const 
     qv_vnan nan = qv_v_nan_none();
     for (int64_t i = 0; i < nv; i += QV_VL) {
         qv_vf v = fqb_load(w, dt, i);
-        if (mode != QV_FQ_SCALE_NONE)
+        if (mode == QV_FQ_SCALE_DIV)
+            v = qv_v_div(v, fqb_load(s, dt, i));
+        else if (mode != QV_FQ_SCALE_NONE)
             v = qv_v_mul(v, fqb_load(s, dt, i));
         nan = qv_v_nan_acc(nan, v); /* before rounding: qv_v_round_bf16 does not keep NaN */
         v = mode != QV_FQ_SCALE_NONE ? fqb_round(v, dt) : v;
@@ -112,7 +114,7 @@ QV_AI void fqb_group(void *out, qv_dtype odt, const void *w, qv_dtype dt, const 
         qv_vf v = fqb_load(w, dt, i), sv = vscale;
         if (mode != QV_FQ_SCALE_NONE) {
             sv = fqb_load(s, dt, i);
-            v = fqb_round(qv_v_mul(v, sv), dt);
+            v = fqb_round(mode == QV_FQ_SCALE_DIV ? qv_v_div(v, sv) : qv_v_mul(v, sv), dt);
         }
         qv_vf q = qv_v_rint(fqb_round(qv_v_div(v, vscale), dt));
         q = qv_v_add(q, vzero); /* + z, or the reference's + 0 that turns −0 into +0 */
@@ -152,9 +154,12 @@ QV_AI void fqb_rows_t(void *out, qv_dtype odt, const void *w, qv_dtype dt, const
         else if (mode == QV_FQ_SCALE_MUL)                                                           \
             p->zero_point ? fqb_rows_t(out, odt, w, dt, s, QV_FQ_SCALE_MUL, rows, cols, p, true)    \
                           : fqb_rows_t(out, odt, w, dt, s, QV_FQ_SCALE_MUL, rows, cols, p, false);  \
-        else                                                                                        \
+        else if (mode == QV_FQ_SCALE_MULDIV)                                                        \
             p->zero_point ? fqb_rows_t(out, odt, w, dt, s, QV_FQ_SCALE_MULDIV, rows, cols, p, true) \
                           : fqb_rows_t(out, odt, w, dt, s, QV_FQ_SCALE_MULDIV, rows, cols, p, false); \
+        else                                                                                        \
+            p->zero_point ? fqb_rows_t(out, odt, w, dt, s, QV_FQ_SCALE_DIV, rows, cols, p, true)    \
+                          : fqb_rows_t(out, odt, w, dt, s, QV_FQ_SCALE_DIV, rows, cols, p, false);  \
     } while (0)
 
 static inline void fqb_rows(void *out, qv_dtype out_dt, const void *w, qv_dtype dt, const void *s, qv_fq_scale mode,

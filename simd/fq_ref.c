@@ -1,7 +1,7 @@
 /* fq_ref.c — scalar reference of fake quantization (ALGORITHMS.md §1.1–§1.4) and of the fused
- * T(FQ(T(w ⊙ s)) ⊘ s) of the scale search (§3.2, §5.6), rule (E) op by op (§0.3). The plainest
- * loops: every SIMD variant must return these bits. Statistics, scale and zero point, and each
- * element come from the helpers of kernel_impl.h. */
+ * T(FQ(T(w ⊙ s)) ⊘ s) of the scale search and its W-A forms FQ(T(w ⊙ s)), FQ(T(x ⊘ s)) (§3.2,
+ * §5.6), rule (E) op by op (§0.3). The plainest loops: every SIMD variant must return these bits.
+ * Statistics, scale and zero point, and each element come from the helpers of kernel_impl.h. */
 #include "kernel_impl.h"
 
 void qv_fq_group_ref(void *out, qv_dtype out_dt, const void *w, qv_dtype dt, const void *s, qv_fq_scale mode,

@@ -91,11 +91,13 @@ static inline float qv_fq_elem(float v, const qv_fq_gp *g, qv_dtype dt)
     return qv_round_t(qv_round_t(q - g->zero, dt) * g->scale, dt);
 }
 
-/* The value the quantizer sees: w, or T(w · s) in the fused forms. */
+/* The value the quantizer sees: w, T(w · s) or T(w / s) in the fused forms. */
 static inline float qv_fq_input(const void *w, const void *s, qv_dtype dt, qv_fq_scale mode, int64_t i)
 {
     float v = qv_t_load(w, dt, i);
-    return mode == QV_FQ_SCALE_NONE ? v : qv_round_t(v * qv_t_load(s, dt, i), dt);
+    if (mode == QV_FQ_SCALE_NONE)
+        return v;
+    return qv_round_t(mode == QV_FQ_SCALE_DIV ? v / qv_t_load(s, dt, i) : v * qv_t_load(s, dt, i), dt);
 }
 
 /* The final value written: o, or T(o / s) for QV_FQ_SCALE_MULDIV. */

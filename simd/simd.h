@@ -14,8 +14,8 @@
  * with a NaN/Inf input they are NaN/Inf in every variant, the NaN payload not specified.
  *
  * Non-finite values in fake quantization follow the reference's formulas in IEEE arithmetic
- * (torch's amax/amin propagate NaN): a group that contains NaN or ±Inf (after the ⊙ s of the fused
- * form) gets a NaN or ±Inf scale, and its outputs are NaN. SIMD variants detect such groups and
+ * (torch's amax/amin propagate NaN): a group that contains NaN or ±Inf (after the ⊙ s or ⊘ s of a
+ * fused form) gets a NaN or ±Inf scale, and its outputs are NaN. SIMD variants detect such groups and
  * hand them to the scalar code, so all ISAs agree bit for bit.
  *
  * Threads. Kernels are single-threaded and work on a range of rows; callers parallelise over
@@ -58,6 +58,8 @@ typedef enum qv_fq_scale {
     QV_FQ_SCALE_NONE = 0, /* out = FQ(w) */
     QV_FQ_SCALE_MUL,      /* out = FQ(T(w ⊙ s)): the WALinear weight built from scaled W (§5.6) */
     QV_FQ_SCALE_MULDIV,   /* out = T(FQ(T(w ⊙ s)) ⊘ s): the AWQ/MBQ candidate weight (§3.2) */
+    QV_FQ_SCALE_DIV,      /* out = FQ(T(x ⊘ s)): the W-A search's activations x ⊘ s, quantized per
+                           * token (§5.6) */
 } qv_fq_scale;
 
 /* Fake quantization of `rows` contiguous rows of `cols` elements of dtype dt into out (out_dt =

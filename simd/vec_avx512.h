@@ -29,7 +29,10 @@ static inline qv_vf qv_v_abs(qv_vf a)
     return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(0x7fffffff)));
 }
 /* VRNDSCALEPS with M = 0 and RC = nearest even (imm 0x08: suppress precision exceptions) */
-static inline qv_vf qv_v_rint(qv_vf a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+static inline qv_vf qv_v_rint(qv_vf a)
+{
+    return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
 
 static inline qv_vf qv_v_round_bf16(qv_vf a)
 {
@@ -79,19 +82,24 @@ static inline void qv_v_store_f16(uint16_t *p, qv_vf v)
 }
 
 static inline qv_vnan qv_v_nan_none(void) { return 0; }
-static inline qv_vnan qv_v_nan_acc(qv_vnan acc, qv_vf v) { return (qv_vnan)(acc | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)); }
+static inline qv_vnan qv_v_nan_acc(qv_vnan acc, qv_vf v)
+{
+    return (qv_vnan)(acc | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
+}
 static inline int qv_v_nan_any(qv_vnan acc) { return acc != 0; }
 
 static inline float qv_v_hmin(qv_vf v)
 {
-    __m256 m = _mm256_min_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); /* lanes 8..15 */
+    __m256 m = _mm256_min_ps(_mm512_castps512_ps256(v), hi);
     __m128 n = _mm_min_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     n = _mm_min_ps(n, _mm_movehl_ps(n, n));
     return _mm_cvtss_f32(_mm_min_ss(n, _mm_movehdup_ps(n)));
 }
 static inline float qv_v_hmax(qv_vf v)
 {
-    __m256 m = _mm256_max_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); /* lanes 8..15 */
+    __m256 m = _mm256_max_ps(_mm512_castps512_ps256(v), hi);
     __m128 n = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     n = _mm_max_ps(n, _mm_movehl_ps(n, n));
     return _mm_cvtss_f32(_mm_max_ss(n, _mm_movehdup_ps(n)));

@@ -64,7 +64,11 @@ static float gen_s(qt_rng *g, int kind, int64_t j)
     return v;
 }
 
-static const char *mode_name(qv_fq_scale m) { return m == QV_FQ_SCALE_NONE ? "none" : m == QV_FQ_SCALE_MUL ? "mul" : "muldiv"; }
+static const char *mode_name(qv_fq_scale m)
+{
+    static const char *names[] = {"none", "mul", "muldiv", "div"};
+    return names[m];
+}
 
 Test(fq_parity, random_bit_exact, .timeout = 600)
 {
@@ -95,7 +99,7 @@ Test(fq_parity, random_bit_exact, .timeout = 600)
                 for (int64_t j = 0; j < sh.cols; j++)
                     sv[j] = gen_s(&g, sk, j);
                 void *s = qt_t_from_f32(sv, (size_t)sh.cols, dt);
-                for (int mode = 0; mode < 3; mode++) {
+                for (int mode = 0; mode < 4; mode++) {
                     if (mode == QV_FQ_SCALE_NONE && sk > 0)
                         continue;
                     for (int odt_f32 = 0; odt_f32 < (dt == QV_F32 ? 1 : 2); odt_f32++) {
@@ -165,6 +169,46 @@ Test(fq_parity, in_place)
         }
         free(w), free(sd), free(want), free(x);
     }
+}
+
+/* The fused forms equal their two-step definitions: FQ(T(x ⊘ s)) (the W-A search's per-token
+ * activations) and FQ(T(w ⊙ s)), computed here with the scalar T rounding and the plain FQ. */
+Test(fq_parity, fused_forms_match_two_steps)
+{
+    qt_table tabs[QT_MAX_TABLES];
+    int nt = qt_tables(tabs);
+    qt_rng g = {2024};
+    enum { ROWS = 7, COLS = 4096 + 3 };
+    float *x = malloc(ROWS * COLS * 4), *s = malloc(COLS * 4), *xs = malloc(ROWS * COLS * 4);
+    float *want = malloc(ROWS * COLS * 4), *got = malloc(ROWS * COLS * 4);
+    cr_assert(x && s && xs && want && got);
+    for (int i = 0; i < ROWS * COLS; i++)
+        x[i] = qt_normal(&g) * (i % 97 == 0 ? 20.0f : 1.0f);
+    for (int j = 0; j < COLS; j++)
+        s[j] = powf(10.0f, qt_uniform(&g) * 2.0f - 1.0f);
+    const qv_fq a8 = {8, false, -1, QV_FQ_DIV_CPU}, w4 = {4, false, -1, QV_FQ_DIV_CUDA};
+    for (int di = 0; di < 3; di++) {
+        qv_dtype dt = di == 0 ? QV_F32 : di == 1 ? QV_BF16 : QV_F16;
+        void *tx = qt_t_from_f32(x, ROWS * COLS, dt), *ts = qt_t_from_f32(s, COLS, dt);
+        for (int mul = 0; mul < 2; mul++) {
+            for (int i = 0; i < ROWS * COLS; i++) {
+                float v = qt_t_get(tx, dt, (size_t)i), sj = qt_t_get(ts, dt, (size_t)(i % COLS));
+                v = mul ? v * sj : v / sj;
+                xs[i] = dt == QV_BF16 ? qv_round_bf16(v) : dt == QV_F16 ? qv_round_f16(v) : v;
+            }
+            void *txs = qt_t_from_f32(xs, ROWS * COLS, dt);
+            const qv_fq *p = mul ? &w4 : &a8;
+            qv_kernels_for(QV_ISA_SCALAR)->fq_rows(want, QV_F32, txs, dt, NULL, QV_FQ_SCALE_NONE, ROWS, COLS, p);
+            for (int t = 0; t < nt; t++) {
+                tabs[t].k->fq_rows(got, QV_F32, tx, dt, ts, mul ? QV_FQ_SCALE_MUL : QV_FQ_SCALE_DIV, ROWS, COLS, p);
+                cr_expect(!memcmp(got, want, ROWS * COLS * 4), "%s %s %s form differs from its two steps",
+                          tabs[t].name, qt_dt_name(dt), mul ? "mul" : "div");
+            }
+            free(txs);
+        }
+        free(tx), free(ts);
+    }
+    free(x), free(s), free(xs), free(want), free(got);
 }
 
 /* torch semantics: amax/amin propagate NaN, so a group with a NaN, or with ±Inf (scale Inf, then

@@ -108,8 +108,10 @@ Test(kernels, golden_walinear_w4a8)
      * double here): rel <= 1e-5 (fixtures README §11 "rel"; measured 3.4e-7). */
     qv_st_file *f = qt_open_st(GOLDEN);
     qv_tensor tw, tx;
-    float *w = qt_tensor_f32(f, "walinear_w4a8.weight_fp", &tw), *wq_gold = qt_tensor_f32(f, "walinear_w4a8.weight_q", NULL);
-    float *bias = qt_tensor_f32(f, "walinear_w4a8.bias", NULL), *y_gold = qt_tensor_f32(f, "walinear_w4a8.output", NULL);
+    float *w = qt_tensor_f32(f, "walinear_w4a8.weight_fp", &tw);
+    float *wq_gold = qt_tensor_f32(f, "walinear_w4a8.weight_q", NULL);
+    float *bias = qt_tensor_f32(f, "walinear_w4a8.bias", NULL);
+    float *y_gold = qt_tensor_f32(f, "walinear_w4a8.output", NULL);
     float *x = qt_tensor_f32(f, "act_real.input", &tx);
     int64_t co = tw.shape[0], ci = tw.shape[1], tok = tx.shape[0];
     float *wq = malloc(sizeof(float) * (size_t)(co * ci)), *xq = malloc(sizeof(float) * (size_t)(tok * ci));
@@ -207,8 +209,9 @@ static void fq_vec(const qv_kernel_table *k, float *out, const float *in, qv_dty
 Test(kernels, alg_12_2_vectors)
 {
     static const float t1[8] = {-1, -0.5f, 0, 0.3f, 0.7f, 1.2f, 2.0f, 0.25f};
-    static const float t1_f32[8] = {-0.8571428656578064f, -0.4285714328289032f, 0, 0.4285714328289032f,
-                                    0.8571428656578064f,  1.2857142686843872f,  2.142857074737549f, 0.4285714328289032f};
+    static const float t1_f32[8] = {-0.8571428656578064f, -0.4285714328289032f, 0,
+                                    0.4285714328289032f,  0.8571428656578064f,  1.2857142686843872f,
+                                    2.142857074737549f,   0.4285714328289032f};
     static const uint16_t t1_f16[8] = {0xbadb, 0xb6db, 0x0000, 0x36db, 0x3adb, 0x3d24, 0x4049, 0x36db};
     static const float t2_f32[8] = {-1, -0.4285714626312256f, 0, 0.2857142984867096f,
                                     0.5714285969734192f, 1.1428571939468384f, 2, 0.2857142984867096f};
@@ -216,7 +219,8 @@ Test(kernels, alg_12_2_vectors)
                                     0.28564453125f};
     static const float t3[8] = {127, 0.5f, 1.5f, 2.5f, -0.5f, -1.5f, 3.49f, -127};
     static const float t3_out[8] = {127, 0, 2, 2, 0, -2, 3, -127};
-    const qv_fq a3 = {3, true, -1, QV_FQ_DIV_CPU}, s4 = {4, false, -1, QV_FQ_DIV_CPU}, s8 = {8, false, -1, QV_FQ_DIV_CPU};
+    const qv_fq a3 = {3, true, -1, QV_FQ_DIV_CPU}, s4 = {4, false, -1, QV_FQ_DIV_CPU};
+    const qv_fq s8 = {8, false, -1, QV_FQ_DIV_CPU};
     qt_table tabs[QT_MAX_TABLES];
     int nt = qt_tables(tabs);
     for (int t = 0; t < nt; t++) {
@@ -261,7 +265,8 @@ Test(kernels, invalid_parameters)
 {
     float w[300] = {0}, o[300], s[300] = {0};
     const char *why = NULL;
-    cr_expect_eq(qv_fq_apply(NULL, o, QV_F32, w, QV_F32, NULL, QV_FQ_SCALE_NONE, 1, 300, &W4G128, &why), QV_ERR_INVALID);
+    cr_expect_eq(qv_fq_apply(NULL, o, QV_F32, w, QV_F32, NULL, QV_FQ_SCALE_NONE, 1, 300, &W4G128, &why),
+                 QV_ERR_INVALID);
     cr_expect_str_eq(why, "group 128 does not divide 300 columns");
     cr_expect_not_null(qv_fq_check(&(qv_fq){1, true, -1, QV_FQ_DIV_CPU}, QV_F32, QV_F32, QV_FQ_SCALE_NONE, NULL, 8));
     cr_expect_not_null(qv_fq_check(&(qv_fq){9, true, -1, QV_FQ_DIV_CPU}, QV_F32, QV_F32, QV_FQ_SCALE_NONE, NULL, 8));
@@ -272,7 +277,8 @@ Test(kernels, invalid_parameters)
     cr_expect_not_null(qv_fq_check(&W4G128, QV_F32, QV_F32, QV_FQ_SCALE_MULDIV, NULL, 128));
     cr_expect_not_null(qv_fq_check(&W4G128, QV_F32, QV_F32, QV_FQ_SCALE_NONE, NULL, 0));
     cr_expect_null(qv_fq_check(&W4G128, QV_BF16, QV_F32, QV_FQ_SCALE_MULDIV, s, 256));
-    cr_expect_eq(qv_fq_apply(NULL, o, QV_F32, w, QV_F32, NULL, QV_FQ_SCALE_NONE, -1, 128, &W4G128, &why), QV_ERR_INVALID);
+    cr_expect_eq(qv_fq_apply(NULL, o, QV_F32, w, QV_F32, NULL, QV_FQ_SCALE_NONE, -1, 128, &W4G128, &why),
+                 QV_ERR_INVALID);
     cr_expect_eq(qv_fq_apply(NULL, o, QV_F32, w, QV_F32, NULL, QV_FQ_SCALE_NONE, 0, 128, &W4G128, NULL), QV_OK);
     uint8_t c[300], zz[4];
     float sc[4];

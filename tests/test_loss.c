@@ -74,7 +74,8 @@ Test(loss, rows_bit_exact)
                         long double sa = 0, sq = 0;
                         if (!masked || mask[r])
                             for (int64_t j = 0; j < cols; j++) {
-                                float d = qt_t_get(ta, dt, (size_t)(r * cols + j)) - qt_t_get(tb, dt, (size_t)(r * cols + j));
+                                size_t e = (size_t)(r * cols + j);
+                                float d = qt_t_get(ta, dt, e) - qt_t_get(tb, dt, e);
                                 d = dt == QV_BF16 ? qv_round_bf16(d) : dt == QV_F16 ? qv_round_f16(d) : d;
                                 sa += fabsl((long double)d);
                                 sq += (long double)d * d;

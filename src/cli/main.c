@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "simd.h"
 
 typedef struct cmd_entry {
     const char *name;
@@ -15,10 +16,12 @@ static const cmd_entry commands[] = {
     {"inspect", qv_cmd_inspect, "architecture, parts, parameter counts, dtypes and shards of a model"},
     {"tokenize", qv_cmd_tokenize, "token ids of a text (--chat: in the model's chat template)"},
     {"preprocess", qv_cmd_preprocess, "the model's image preprocessing of one image (pixel_values, tiles)"},
-    {"forward", qv_cmd_forward, "forward of the language model on a batch: loss, per-row NLL, logits"},
+    {"calib", qv_cmd_calib, "the calibration batch a run config describes (ids, labels, masks, pixels, prompts)"},
+    {"forward", qv_cmd_forward, "forward of the model on a batch (images through the vision tower): loss, NLL, logits"},
     {"eval", qv_cmd_eval, "perplexity of the language model on a text file (--task ppl)"},
     {"export", qv_cmd_export, "write a quantized checkpoint (fake, awq, gptq, compressed-tensors, fp8) or MBQ's .pt"},
     {"verify", qv_cmd_verify, "unpack a quantized checkpoint and compare it with the fake-quantized weights"},
+    {"bench", qv_cmd_bench, "benchmarks: kernels (SIMD vs memcpy and scalar), vit (InternViT-300M tiles/s), layer (decoder layer)"},
 };
 
 static void usage(FILE *f)
@@ -45,7 +48,7 @@ int main(int argc, char **argv)
         return QV_EXIT_OK;
     }
     if (!strcmp(c, "--print-isa")) {
-        printf("%s\n", qv_isa_name());
+        printf("%s (%s)\n", qv_isa_name(), qv_kernels()->desc);
         return QV_EXIT_OK;
     }
     for (size_t i = 0; i < QV_ARRAY_LEN(commands); i++)

@@ -17,6 +17,7 @@ static const char *const k_calib_data[] = {NULL, "coco", "sharegpt4v", "pileval"
 static const char *const k_method[] = {NULL, "rtn", "awq", "smoothquant", "mbq", "fp8"};
 static const char *const k_loss_mode[] = {"mae", "mse"};
 static const char *const k_division[] = {"cuda", "cpu"};
+static const char *const k_dtype[] = {"auto", "float32", "bfloat16", "float16"};
 static const char *const k_pad_rule[] = {NULL, "mbq", "length"};
 static const char *const k_export[] = {NULL, "fake", "awq", "gptq", "compressed-tensors", "fp8", "mbq-pt"};
 static const char *const k_models[] = {"internvl2", "internvl3", "qwen2_vl", "llava_onevision",
@@ -41,6 +42,7 @@ const char *qv_loss_mode_name(qv_loss_mode v) { return enum_name(k_loss_mode, QV
 const char *qv_division_name(qv_division v) { return enum_name(k_division, QV_ARRAY_LEN(k_division), v); }
 const char *qv_pad_rule_name(qv_pad_rule v) { return v == QV_PAD_RULE_AUTO ? "auto" : k_pad_rule[v]; }
 const char *qv_export_format_name(qv_export_format v) { return enum_name(k_export, QV_ARRAY_LEN(k_export), v); }
+const char *qv_run_dtype_name(qv_run_dtype v) { return enum_name(k_dtype, QV_ARRAY_LEN(k_dtype), v); }
 
 static bool in_list(const char *s, const char *const *list, size_t n)
 {
@@ -127,6 +129,7 @@ static const key_def k_keys[] = {
     INT("n_grid", n_grid, 1, 1000, false),
     BOOL("zero_point", zero_point),
     ENUM("division", division, k_division),
+    ENUM("dtype", dtype, k_dtype),
     BOOL("auto_clip", auto_clip),
     INT("threads", threads, 1, 4096, true),
     INT("max_tiles", max_tiles, 1, 64, true),
@@ -612,6 +615,7 @@ void qv_run_config_to_json(const qv_run_config *c, qv_strbuf *b)
     JI("n_grid", c->n_grid);
     JB("zero_point", c->zero_point);
     JS("division", qv_division_name(c->division));
+    JS("dtype", qv_run_dtype_name(c->dtype));
     JB("auto_clip", c->auto_clip);
     json_key(b, "threads", &first);
     json_int_or_null(b, c->threads);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../../simd/fp.h"
+#include "../../simd/simd.h"
 #include "../nn/act.h"
 #include "../nn/attention.h"
 #include "../nn/matmul.h"
@@ -39,12 +40,57 @@ qv_status qv_llm_matmul_nk(const qv_llm *m, int64_t M, int64_t N, int64_t K, con
     return st;
 }
 
+/* WALinear's input: x [T, K] fake-quantized per token in dtype act_dt, returned as F32 in a new
+ * buffer (the caller frees). */
+static qv_status act_quant(const qv_llm_weights *w, qv_llm_lin lin, int64_t T, int64_t K, const float *x, float **out)
+{
+    const qv_kernel_table *k = qv_kernels();
+    qv_fq p = {.n_bits = w->act_bits[lin], .zero_point = false, .group = -1, .division = (qv_fq_div)w->act_div};
+    qv_dtype dt = w->act_dt == QV_BF16 || w->act_dt == QV_F16 ? w->act_dt : QV_F32;
+    float *q = qv_malloc((size_t)(T * K) * sizeof *q, "quantized activations");
+    if (!q)
+        return QV_ERR_NOMEM;
+    const char *why = qv_fq_check(&p, dt, QV_F32, QV_FQ_SCALE_NONE, NULL, K);
+    if (why) {
+        qv_free(q);
+        return qv_fail(QV_ERR_INVALID, "activation quantization: %s", why);
+    }
+    if (dt == QV_F32) {
+#pragma omp parallel for schedule(static) if (T * K >= 65536)
+        for (int64_t r = 0; r < T; r++)
+            k->fq_rows(q + r * K, QV_F32, x + r * K, QV_F32, NULL, QV_FQ_SCALE_NONE, 1, K, &p);
+    } else {
+        /* the reference's activations are T values: round, then quantize in T */
+#pragma omp parallel for schedule(static) if (T * K >= 65536)
+        for (int64_t r = 0; r < T; r++) {
+            uint16_t *h = (uint16_t *)(q + r * K); /* the row's own space, reused in place */
+            for (int64_t j = 0; j < K; j++)
+                h[j] = dt == QV_BF16 ? qv_f32_to_bf16(x[r * K + j]) : qv_f32_to_f16(x[r * K + j]);
+            /* FQ in T reading h, writing F32 would overlap h: go through T in place, then widen */
+            k->fq_rows(h, dt, h, dt, NULL, QV_FQ_SCALE_NONE, 1, K, &p);
+            for (int64_t j = K - 1; j >= 0; j--)
+                q[r * K + j] = dt == QV_BF16 ? qv_bf16_to_f32(h[j]) : qv_f16_to_f32(h[j]);
+        }
+    }
+    *out = q;
+    return QV_OK;
+}
+
 qv_status qv_llm_lin_apply(const qv_llm *m, const qv_llm_weights *w, qv_llm_lin lin, int64_t T, const float *x,
                            float *y, unsigned flags)
 {
     const int64_t N = qv_llm_lin_out(m, lin), K = qv_llm_lin_in(m, lin);
     if (!w->w[lin])
         return qv_fail(QV_ERR_INTERNAL, "layer weights: linear %s missing", qv_llm_lin_suffix(m, lin));
+    if (w->act_bits[lin] > 0) {
+        float *xq = NULL;
+        QV_TRY(act_quant(w, lin, T, K, x, &xq));
+        qv_llm_weights plain = *w;
+        plain.act_bits[lin] = 0;
+        qv_status st = qv_llm_lin_apply(m, &plain, lin, T, xq, y, flags);
+        qv_free(xq);
+        return st;
+    }
     if (m->dt == QV_F32)
         return qv_matmul(QV_F32, T, N, K, x, K, w->w[lin], K, w->bias[lin], y, N, QV_MM_B_NK | flags);
     int64_t rows = QV_MAX((int64_t)1, QV_MIN(T, BF16_CHUNK_ELEMS / K));

@@ -52,6 +52,12 @@ typedef struct qv_llm_weights {
     const void *w[QV_LIN_COUNT];             /* [out, in] row-major; NULL where the kind has none */
     const float *bias[QV_LIN_COUNT];         /* [out] or NULL */
     const float *norm[QV_LLM_NORM_COUNT];    /* RMSNorm weights [C] */
+    /* W-A quantization (MBQ's WALinear, ALGORITHMS.md §1.5): when act_bits[l] > 0 the input of
+     * linear l is fake-quantized per token (symmetric absmax, act_bits[l] bits, arithmetic in
+     * dtype act_dt by rule (E), division form act_div = qv_fq_div) before its matmul. */
+    int8_t act_bits[QV_LIN_COUNT];
+    uint8_t act_div;
+    qv_dtype act_dt;
 } qv_llm_weights;
 
 /* A loaded layer: its weights plus the storage backing them. Release with qv_llm_layer_release. */
@@ -84,6 +90,11 @@ typedef struct qv_llm {
     qv_tensor embed;           /* [V, C] view */
     qv_tensor head;            /* [V, C] view (the embedding when tied) */
     float *final_norm;         /* [C] F32 */
+    /* Called by qv_llm_layer_load after a layer is loaded, so every pass (forward, backward,
+     * perplexity) sees a transformed layer — e.g. scales applied and weights fake-quantized
+     * (`forward --scales`, the quantized evaluation). NULL = none. */
+    qv_status (*layer_hook)(void *ctx, struct qv_llm *m, struct qv_llm_layer *layer);
+    void *layer_hook_ctx;
 } qv_llm;
 
 /* Opens a model folder (config.json + safetensors), checks every decoder tensor's presence

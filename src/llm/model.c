@@ -373,6 +373,8 @@ qv_status qv_llm_layer_load(qv_llm *m, int64_t i, qv_llm_layer *layer)
         qv_checkpoint_release(m->ck, &layer->src[l]); /* the copy is what we read from now on */
         layer->w.w[l] = layer->own[l];
     }
+    if (m->layer_hook)
+        QV_CHECK(st = m->layer_hook(m->layer_hook_ctx, m, layer), fail);
     return QV_OK;
 fail:
     qv_llm_layer_release(m, layer);

@@ -8,7 +8,7 @@
 #include "../io/json.h"
 
 static const char *k_supported = "InternVLChatModel, Qwen2ForCausalLM, LlamaForCausalLM, InternLM2ForCausalLM, "
-                                 "Qwen2VLForConditionalGeneration, LlavaQwenForCausalLM";
+                                 "Qwen2VLForConditionalGeneration, Qwen2_5_VLForConditionalGeneration, LlavaQwenForCausalLM";
 
 const char *qv_supported_architectures(void) { return k_supported; }
 
@@ -136,7 +136,8 @@ static qv_status parse_llm(const qv_json *o, const char *file, const char *ctx, 
     const char *mt = NULL;
     QV_TRY(qv_json_str_opt(o, "model_type", file, &mt));
     if (!strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "Qwen2VLForConditionalGeneration") ||
-        !strcmp(arch, "LlavaQwenForCausalLM") || !strcmp(arch, "Qwen2Model")) {
+        !strcmp(arch, "Qwen2_5_VLForConditionalGeneration") || !strcmp(arch, "LlavaQwenForCausalLM") ||
+        !strcmp(arch, "Qwen2Model")) {
         c->kind = QV_DECODER_QWEN2;
         c->qkv_bias = true;
     } else if (!strcmp(arch, "InternLM2ForCausalLM")) {
@@ -247,7 +248,57 @@ static qv_status parse_qwen2vl_vision(const qv_json *v, const char *file, qv_vis
     c->norm = QV_NORM_LAYER;
     c->norm_eps = 1e-6;
     c->qkv_bias = true;
-    copy_str(c->hidden_act, sizeof c->hidden_act, "quick_gelu");
+    const char *act = "quick_gelu";
+    QV_TRY(qv_json_str_opt(v, "hidden_act", file, &act));
+    copy_str(c->hidden_act, sizeof c->hidden_act, act);
+    return QV_OK;
+}
+
+/* Qwen2.5-VL's vision_config: hidden_size is the tower width and out_hidden_size the LLM's
+ * (MODELS.md §1.10); RMSNorm, SiLU-gated MLP with biases, window attention except in the
+ * fullatt_block_indexes blocks. */
+static qv_status parse_qwen25vl_vision(const qv_json *v, const char *file, qv_vision_config *c)
+{
+    const char *ctx = "vision_config.";
+    memset(c, 0, sizeof *c);
+    copy_str(c->model_type, sizeof c->model_type, "qwen2_5_vl");
+    QV_TRY(pos_int(v, "hidden_size", file, ctx, &c->hidden));
+    QV_TRY(pos_int(v, "depth", file, ctx, &c->n_layers));
+    QV_TRY(pos_int(v, "num_heads", file, ctx, &c->n_heads));
+    QV_TRY(pos_int(v, "intermediate_size", file, ctx, &c->intermediate));
+    QV_TRY(pos_int(v, "patch_size", file, ctx, &c->patch_size));
+    QV_TRY(pos_int(v, "out_hidden_size", file, ctx, &c->out_hidden));
+    c->spatial_merge_size = 2;
+    c->temporal_patch_size = 2;
+    c->channels = 3;
+    c->window_size = 112;
+    QV_TRY(qv_json_int_opt(v, "spatial_merge_size", file, &c->spatial_merge_size));
+    QV_TRY(qv_json_int_opt(v, "temporal_patch_size", file, &c->temporal_patch_size));
+    QV_TRY(qv_json_int_opt(v, "in_chans", file, &c->channels));
+    QV_TRY(qv_json_int_opt(v, "window_size", file, &c->window_size));
+    qv_json *fa = qv_json_get(v, "fullatt_block_indexes");
+    if (fa && !qv_json_is_type(fa, json_type_null)) {
+        if (!qv_json_is_type(fa, json_type_array) || json_object_array_length(fa) > QV_ARRAY_LEN(c->fullatt))
+            return qv_fail(QV_ERR_INVALID, "%s: field \"vision_config.fullatt_block_indexes\": expected a list of "
+                           "block indexes", file);
+        for (size_t i = 0; i < json_object_array_length(fa); i++) {
+            int64_t b;
+            if (!qv_json_as_int(json_object_array_get_idx(fa, i), &b) || b < 0 || b >= c->n_layers)
+                return qv_fail(QV_ERR_INVALID, "%s: field \"vision_config.fullatt_block_indexes\": entry %zu is not a "
+                               "block index below depth %lld", file, i, (long long)c->n_layers);
+            c->fullatt[c->n_fullatt++] = (int)b;
+        }
+    }
+    c->norm = QV_NORM_RMS;
+    c->norm_eps = 1e-6;
+    c->qkv_bias = true;
+    c->gated_mlp = true;
+    const char *act = "silu";
+    QV_TRY(qv_json_str_opt(v, "hidden_act", file, &act));
+    copy_str(c->hidden_act, sizeof c->hidden_act, act);
+    if (c->hidden % c->n_heads)
+        return qv_fail(QV_ERR_INVALID, "%s: vision_config.hidden_size %lld is not a multiple of num_heads %lld", file,
+                       (long long)c->hidden, (long long)c->n_heads);
     return QV_OK;
 }
 
@@ -326,12 +377,15 @@ qv_status qv_model_config_load(const char *path, qv_model_config *cfg)
                !strcmp(arch, "InternLM2ForCausalLM")) {
         cfg->family = QV_FAMILY_TEXT;
         QV_CHECK(st = parse_llm(root, file, "", arch, &cfg->llm), done);
-    } else if (!strcmp(arch, "Qwen2VLForConditionalGeneration")) {
+    } else if (!strcmp(arch, "Qwen2VLForConditionalGeneration") || !strcmp(arch, "Qwen2_5_VLForConditionalGeneration")) {
         cfg->family = QV_FAMILY_QWEN2_VL;
         qv_json *tc = qv_json_get(root, "text_config"), *vc;
         QV_CHECK(st = parse_llm(qv_json_is_type(tc, json_type_object) ? tc : root, file, "", arch, &cfg->llm), done);
         QV_CHECK(st = qv_json_obj(root, "vision_config", file, &vc), done);
-        QV_CHECK(st = parse_qwen2vl_vision(vc, file, &cfg->vision), done);
+        if (!strcmp(arch, "Qwen2_5_VLForConditionalGeneration"))
+            QV_CHECK(st = parse_qwen25vl_vision(vc, file, &cfg->vision), done);
+        else
+            QV_CHECK(st = parse_qwen2vl_vision(vc, file, &cfg->vision), done);
         cfg->has_vision = true;
         QV_CHECK(st = opt_id(root, "image_token_id", file, &cfg->image_token_id), done);
         QV_CHECK(st = opt_id(root, "vision_start_token_id", file, &cfg->vision_start_id), done);

@@ -3,7 +3,8 @@
  * Supported top-level architectures (config "architectures"[0]):
  *   InternVLChatModel (llm_config: Qwen2ForCausalLM, InternLM2ForCausalLM, LlamaForCausalLM;
  *                      vision_config: InternVisionModel), Qwen2ForCausalLM, LlamaForCausalLM,
- *   InternLM2ForCausalLM, Qwen2VLForConditionalGeneration, LlavaQwenForCausalLM.
+ *   InternLM2ForCausalLM, Qwen2VLForConditionalGeneration, Qwen2_5_VLForConditionalGeneration
+ *   (family qwen2_vl, vision model_type "qwen2_5_vl"), LlavaQwenForCausalLM.
  * Both the classic key spelling (rope_theta, rope_scaling, torch_dtype) and transformers 5's
  * (rope_parameters, dtype, text_config) are read. Anything else is a one-line error listing the
  * supported architectures. */
@@ -73,6 +74,11 @@ typedef struct qv_vision_config {
     char hidden_act[24];
     /* Qwen2-VL */
     int64_t spatial_merge_size, temporal_patch_size, out_hidden;
+    /* Qwen2.5-VL (model_type "qwen2_5_vl"): gated SiLU MLP, RMSNorm, window attention */
+    bool gated_mlp;
+    int64_t window_size;       /* pixels (112); 0 = no window attention */
+    int n_fullatt;
+    int fullatt[64];           /* fullatt_block_indexes: blocks with whole-image attention */
 } qv_vision_config;
 
 typedef struct qv_model_config {

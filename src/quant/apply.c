@@ -78,6 +78,15 @@ static void *grow(void *p, size_t n, size_t elem, const char *what)
 
 static qv_status read_config(qv_scales *sc, const qv_json *root, const char *file)
 {
+    const char *dt = NULL;
+    QV_TRY(qv_json_str_opt(root, "dtype", file, &dt));
+    sc->cfg.dtype = QV_F32;
+    if (dt && !strcmp(dt, "bfloat16"))
+        sc->cfg.dtype = QV_BF16;
+    else if (dt && !strcmp(dt, "float16"))
+        sc->cfg.dtype = QV_F16;
+    else if (dt && strcmp(dt, "float32"))
+        return qv_fail(QV_ERR_INVALID, "%s: dtype \"%s\" is not float32, bfloat16 or float16", file, dt);
     qv_json *cfg = qv_json_get(root, "config");
     if (!cfg || !qv_json_is_type(cfg, json_type_object))
         return QV_OK;

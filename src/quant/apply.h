@@ -46,6 +46,8 @@ typedef struct qv_search_config {
     int64_t w_group;  /* -1 = per output channel */
     bool zero_point;
     bool division_cpu; /* `division: cpu` (default cuda) */
+    qv_dtype dtype;   /* search.json "dtype": the reference dtype T of the run (F32 when absent, as
+                         the fixtures' goldens) */
 } qv_search_config;
 
 typedef struct qv_scales {

@@ -1,0 +1,39 @@
+/* quantize.h — `qvlm quantize`: one run of a method from the YAML run config to the output
+ * folder (spec CLI.md; ALGORITHMS.md §2 RTN, §3 AWQ, §4 SmoothQuant, §5 MBQ):
+ *
+ *   calibration batch → layer-0 inputs → (MBQ reweight: gradient pass, per-layer ratios)
+ *   → layer-by-layer search (resumable) → DIR/scales.safetensors + DIR/search.json
+ *   → the quantized model = a fresh model view with the saved list applied and every decoder
+ *     linear fake-quantized → loss on the calibration batch next to the FP loss → DIR/eval.json
+ *   → DIR/timings.json (seconds per phase, peak RSS anonymous and file-backed).
+ *
+ * Resume: every finished layer is written to DIR/.partial/ (crash-safe files); a re-run with
+ * the same configuration and model skips those layers and produces the same final files. A
+ * different configuration in DIR is refused unless `force`. */
+#ifndef QV_QUANT_QUANTIZE_H
+#define QV_QUANT_QUANTIZE_H
+
+#include <stdio.h>
+
+#include "../config/run_config.h"
+#include "../llm/batch.h"
+
+typedef struct qv_quantize_io {
+    const char *out_dir;     /* -o DIR; NULL = the run's scale_path (without ".pt") */
+    bool force;              /* start over in a folder that holds another run */
+    FILE *log;               /* progress and log lines (NULL = silent) */
+    /* The calibration batch with its layer-0 inputs (inputs_embeds filled, masks, labels).
+     * Called once for methods that calibrate, and for the evaluation. */
+    qv_status (*get_batch)(void *ctx, qv_llm *m, const qv_run_config *rc, qv_llm_batch *b);
+    void *batch_ctx;
+} qv_quantize_io;
+
+qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io);
+
+/* Resident-set peaks sampled so far (bytes): anonymous memory and file-backed pages. */
+typedef struct qv_mem_peak {
+    uint64_t anon, file;
+} qv_mem_peak;
+void qv_mem_sample(qv_mem_peak *p);
+
+#endif
