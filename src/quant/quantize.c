@@ -619,7 +619,10 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
         double fp_loss, q_loss;
         QV_CHECK(st = eval_loss(r.m, &batch, &fp_loss), done);
         QV_CHECK(st = qv_scales_load(eval_only ? rc->scale_path : r.dir, &sc), done);
-        qv_qmodel qm = {.sc = &sc, .o = r.o, .quantize = true};
+        qv_qmodel qm;
+        QV_CHECK(st = qv_qmodel_from_scales(&qm, &sc, eval_only ? rc->w_bit : 0, eval_only ? rc->a_bit : 0,
+                                            eval_only ? rc->w_group : 0),
+                 done);
         qv_qmodel_attach(r.m, &qm);
         st = eval_loss(r.m, &batch, &q_loss);
         r.m->layer_hook = NULL;
