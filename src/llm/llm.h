@@ -91,6 +91,10 @@ typedef struct qv_llm {
  * native BF16 matmuls fails with QV_ERR_UNSUPPORTED. */
 qv_status qv_llm_open(const char *model_dir, const qv_llm_opts *opts, qv_llm **out);
 void qv_llm_close(qv_llm *m);
+/* A decoder with the dimensions of cfg and no checkpoint (benchmarks, tests): the runner
+ * functions work on caller-supplied qv_llm_weights; layer loading, embeddings and the head do
+ * not. */
+qv_status qv_llm_synthetic(const qv_llm_config *cfg, qv_dtype dt, qv_llm **out);
 
 /* Output width of a linear ([out, in] = [qv_llm_lin_out, qv_llm_lin_in]); 0 when absent. */
 int64_t qv_llm_lin_out(const qv_llm *m, qv_llm_lin lin);
