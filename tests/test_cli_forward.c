@@ -200,6 +200,13 @@ Test(cli_forward, missing_batch_and_bad_embeddings)
     free(dir);
 }
 
+Test(cli_forward, refuses_above_max_memory)
+{
+    char model[4096];
+    snprintf(model, sizeof model, "%s", qt_fixture(QWEN2));
+    expect_fail(model, qt_fixture(QWEN2_GOLD), "--max-memory 1M", "more than --max-memory 1.0 MiB");
+}
+
 Test(cli_forward, usage_errors)
 {
     char *o, *e;

@@ -15,6 +15,7 @@ static const cmd_entry commands[] = {
     {"inspect", qv_cmd_inspect, "architecture, parts, parameter counts, dtypes and shards of a model"},
     {"forward", qv_cmd_forward, "forward of the language model on a batch: loss, per-row NLL, logits"},
     {"eval", qv_cmd_eval, "perplexity of the language model on a text file (--task ppl)"},
+    {"bench", qv_cmd_bench, "benchmarks: layer (decoder-layer prefill vs oneDNN matmul rate)"},
 };
 
 static void usage(FILE *f)
