@@ -74,5 +74,6 @@ int qv_cmd_export(int argc, char **argv);
 int qv_cmd_verify(int argc, char **argv);
 int qv_cmd_bench(int argc, char **argv);
 int qv_cmd_synth(int argc, char **argv);
+int qv_cmd_bench(int argc, char **argv); /* bench/bench.c */
 
 #endif

@@ -270,6 +270,15 @@ int qv_cmd_forward(int argc, char **argv)
     }
     for (int64_t k = 0; k < M; k++)
         M0 += rows[2 * k] == 0;
+    if (qv_cli.max_memory) {
+        uint64_t need = qv_llm_forward_bytes(m, b.B, b.L, M0, dump_find(&d, "llm.norm.out") >= 0);
+        if (need > qv_cli.max_memory) {
+            qv_fail(QV_ERR_NOMEM, "%s: the forward of this batch needs about %.1f MiB, more than --max-memory %.1f MiB",
+                    batch_path, (double)need / 1048576.0, (double)qv_cli.max_memory / 1048576.0);
+            rc = qv_cli_fail();
+            goto done;
+        }
+    }
     if (qv_st_writer_open(&w, out_path, NULL, 0) != QV_OK || declare_outputs(w, m, &b, M, M0, &d) != QV_OK) {
         rc = qv_cli_fail();
         goto done;
