@@ -175,8 +175,10 @@ int qv_cmd_quantize(int argc, char **argv)
             rc = qv_cli_fail();
             break;
         }
+        /* the export path is part of the run (its YAML names it): a re-run rewrites it, like the
+         * other outputs of the run */
         if (run->export.format != QV_EXPORT_FORMAT_NONE)
-            rc = run_export(run, dir, force);
+            rc = run_export(run, dir, true);
     }
     qv_run_configs_free(runs, n_runs);
     return rc;

@@ -69,6 +69,7 @@ typedef struct run {
     qv_mem_peak mem;
     double t_calib, t_grad, t_search, t_eval;
     double *r_attn, *r_mlp;
+    double *ratios_cached;  /* owned: the ratios read back from a complete resume checkpoint */
     qv_mbq_grad_stats gs;
     bool have_gs;
 } run;
@@ -572,10 +573,32 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
         }
     }
 
-    /* MBQ: gradient statistics and per-layer ratios */
+    /* MBQ: gradient statistics and per-layer ratios (not needed again when a resumed run has
+     * every layer: the ratios are in the layer checkpoints) */
     t = now_s();
-    if (rc->method == QV_METHOD_MBQ && rc->reweight && rc->run_process)
-        st = gradient_pass(&r, &batch);
+    if (st == QV_OK && rc->method == QV_METHOD_MBQ && rc->reweight && rc->run_process) {
+        const int64_t NL = r.m->c->n_layers;
+        qv_qresult probe = {0};
+        bool all = true;
+        for (int64_t l = 0; l < NL && all; l++)
+            all = layer_cached(&r, l, &probe);
+        double *ra = all ? qv_calloc((size_t)NL * 2, sizeof *ra, "ratios") : NULL;
+        if (ra) {
+            /* per layer, the attention groups come first and the MLP groups last (§6.2) */
+            for (size_t i = 0; i < probe.n; i++) {
+                const qv_qentry *e = &probe.e[i];
+                bool first = i == 0 || probe.e[i - 1].layer != e->layer;
+                if (first)
+                    ra[e->layer] = e->ratio;
+                ra[NL + e->layer] = e->ratio;
+            }
+            r.r_attn = r.ratios_cached = ra;
+            r.r_mlp = ra + NL;
+        } else {
+            st = gradient_pass(&r, &batch);
+        }
+        qv_qresult_free(&probe);
+    }
     r.t_grad = now_s() - t;
     qv_mem_sample(&r.mem);
 
@@ -669,6 +692,7 @@ done:
         qv_llm_batch_free(&batch);
     if (r.have_gs)
         qv_mbq_grad_stats_free(&r.gs);
+    qv_free(r.ratios_cached);
     qv_llm_close(r.m);
     qv_free(r.signature);
     qv_free(r.progress_dir);
