@@ -614,7 +614,11 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     } else if (st == QV_OK && (rc->method == QV_METHOD_AWQ || rc->method == QV_METHOD_MBQ)) {
         qv_progress prog;
         qv_progress_init(&prog, io->log, "layers", r.m->c->n_layers);
-        qv_layerwise lw = {.m = r.m, .o = &r.o, .b = &batch, .x0 = x0, .r_attn = r.r_attn, .r_mlp = r.r_mlp,
+        /* one sample per runner call: every sample's rows then go through the same GEMM tiles
+         * whatever the batch, thread or (later) rank layout, so results depend on nothing but
+         * the data; the F32 scratch is one sample's, the activations stay in T */
+        const int64_t chunk = 1;
+        qv_layerwise lw = {.m = r.m, .o = &r.o, .b = &batch, .x0 = x0, .chunk = chunk, .r_attn = r.r_attn, .r_mlp = r.r_mlp,
                            .prog = &prog, .cached = layer_cached, .done = layer_done, .cb_ctx = &r};
         st = qv_quantize_layers(&lw, &res);
         qv_progress_finish(&prog);
