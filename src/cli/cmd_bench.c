@@ -15,6 +15,7 @@ typedef struct bench_entry {
 static const bench_entry benches[] = {
     {"vit", qv_bench_vit, "InternViT-300M forward tiles/s at its real dimensions (random weights)"},
     {"kernels", qv_bench_kernels, "SIMD kernels vs memcpy bandwidth and vs their scalar reference"},
+    {"layer", qv_bench_layer, "prefill tokens/s of one decoder layer at InternLM2-7B dimensions, vs its GEMMs alone"},
 };
 
 static void usage(FILE *f)

@@ -15,7 +15,7 @@ void qv_quant_opts_from_run(qv_quant_opts *o, const qv_run_config *rc, qv_dtype 
     o->w_group = rc->w_group;
     o->zero_point = rc->zero_point;
     o->division = rc->division == QV_DIVISION_CPU ? QV_FQ_DIV_CPU : QV_FQ_DIV_CUDA;
-    o->wa = qv_run_config_is_wa(rc);
+    o->wa = qv_run_config_is_wa(rc) || rc->method == QV_METHOD_SMOOTHQUANT; /* SQ: always W-A (§4.3) */
     o->n_grid = rc->n_grid;
     o->loss_mode = rc->loss_mode;
     o->reweight = rc->reweight;

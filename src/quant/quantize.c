@@ -559,7 +559,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
 
     /* layer-0 inputs */
     float *x0 = NULL;
-    if (have_batch && rc->method != QV_METHOD_RTN) {
+    if (have_batch && rc->method != QV_METHOD_RTN && rc->run_process) {
         x0 = qv_malloc((size_t)(batch.B * batch.L * r.m->C) * sizeof *x0, "layer-0 inputs");
         if (!x0) {
             st = QV_ERR_NOMEM;
@@ -574,14 +574,21 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
 
     /* MBQ: gradient statistics and per-layer ratios */
     t = now_s();
-    if (rc->method == QV_METHOD_MBQ && rc->reweight)
+    if (rc->method == QV_METHOD_MBQ && rc->reweight && rc->run_process)
         st = gradient_pass(&r, &batch);
     r.t_grad = now_s() - t;
     qv_mem_sample(&r.mem);
 
     /* the search */
     t = now_s();
-    if (st == QV_OK && (rc->method == QV_METHOD_AWQ || rc->method == QV_METHOD_MBQ)) {
+    const bool search = rc->run_process || rc->method == QV_METHOD_RTN;
+    if (!search) {
+        if (!rc->scale_path || !qv_path_exists(rc->scale_path)) {
+            st = qv_fail(QV_ERR_INVALID, "%s: run_process is false and scale_path %s holds no scales to evaluate",
+                         rc->file, rc->scale_path ? rc->scale_path : "(none)");
+            goto done;
+        }
+    } else if (st == QV_OK && (rc->method == QV_METHOD_AWQ || rc->method == QV_METHOD_MBQ)) {
         qv_progress prog;
         qv_progress_init(&prog, io->log, "layers", r.m->c->n_layers);
         qv_layerwise lw = {.m = r.m, .o = &r.o, .b = &batch, .x0 = x0, .r_attn = r.r_attn, .r_mlp = r.r_mlp,
@@ -596,8 +603,12 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     qv_mem_sample(&r.mem);
     if (st != QV_OK)
         goto done;
-    QV_CHECK(st = write_scales(&r, &res), done);
-    QV_CHECK(st = write_search_json(&r, &res), done);
+    /* evaluate-only runs (run_process false) keep the scales they were given */
+    const bool eval_only = !rc->run_process && rc->method != QV_METHOD_RTN;
+    if (!eval_only) {
+        QV_CHECK(st = write_scales(&r, &res), done);
+        QV_CHECK(st = write_search_json(&r, &res), done);
+    }
 
     /* evaluation: the saved list applied to a fresh model view, fake-quantized */
     t = now_s();
@@ -607,8 +618,11 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     if (have_batch) {
         double fp_loss, q_loss;
         QV_CHECK(st = eval_loss(r.m, &batch, &fp_loss), done);
-        QV_CHECK(st = qv_scales_load(r.dir, &sc), done);
-        qv_qmodel qm = {.sc = &sc, .o = r.o, .quantize = true};
+        QV_CHECK(st = qv_scales_load(eval_only ? rc->scale_path : r.dir, &sc), done);
+        qv_qmodel qm;
+        QV_CHECK(st = qv_qmodel_from_scales(&qm, &sc, eval_only ? rc->w_bit : 0, eval_only ? rc->a_bit : 0,
+                                            eval_only ? rc->w_group : 0),
+                 done);
         qv_qmodel_attach(r.m, &qm);
         st = eval_loss(r.m, &batch, &q_loss);
         r.m->layer_hook = NULL;
