@@ -352,6 +352,8 @@ qv_status qv_eval_caption(qv_llm *m, qv_eval_quant *q, size_t nq, const qv_eval_
     const int64_t N = (int64_t)n;
     if (chunk <= 0)
         QV_CHECK(st = qv_eval_chunk_samples(m, nq + 1, cb.len, N, o->max_memory, &chunk), done);
+    else
+        QV_CHECK(st = qv_eval_check_chunk(m, nq + 1, cb.len, chunk, o->max_memory, cf.path), done);
     sums = qv_malloc((nq + 1) * n * sizeof *sums, "sums");
     if (!sums) {
         st = QV_ERR_NOMEM;

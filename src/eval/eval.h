@@ -69,8 +69,8 @@ typedef struct qv_eval_quant {
  * m: the list is loaded, its module names resolved against m's decoder and every entry and clip
  * checked against the shapes of the modules it names (an error names the scales, the entry,
  * the module and both shapes: scales of another model fail here, before any work); the
- * quantizer options come from search.json's config (w_bit, a_bit, w_group, zero_point,
- * division) and "dtype" (the reference dtype T). */
+ * quantizers come from search.json's config and "dtype" through qv_qmodel_from_scales, as
+ * `qvlm forward --scales` builds them. */
 qv_status qv_eval_quant_open(qv_eval_quant *q, const qv_llm *m, const char *path);
 void qv_eval_quant_close(qv_eval_quant *q);
 
@@ -103,6 +103,10 @@ qv_status qv_eval_run(qv_llm *m, qv_qmodel *const *qms, size_t nq, const qv_eval
  * QV_ERR_NOMEM naming the size it would need. */
 qv_status qv_eval_chunk_samples(const qv_llm *m, size_t n_models, int64_t len, int64_t n_samples,
                                 uint64_t max_memory, int64_t *chunk);
+/* A chunk size the caller chose, against max_memory (0 = no limit): QV_ERR_NOMEM naming what
+ * and the size it would need when it does not fit. */
+qv_status qv_eval_check_chunk(const qv_llm *m, size_t n_models, int64_t len, int64_t chunk, uint64_t max_memory,
+                              const char *what);
 
 /* ---- the report (report.c) ---------------------------------------------------------------------- */
 

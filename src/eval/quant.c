@@ -101,19 +101,6 @@ static qv_status check_shapes(const qv_scales *sc, const module_map *mm)
     return QV_OK;
 }
 
-static qv_method method_of(const char *s)
-{
-    static const struct {
-        const char *name;
-        qv_method m;
-    } k[] = {{"rtn", QV_METHOD_RTN}, {"awq", QV_METHOD_AWQ}, {"smoothquant", QV_METHOD_SMOOTHQUANT},
-             {"mbq", QV_METHOD_MBQ}, {"fp8", QV_METHOD_FP8}};
-    for (size_t i = 0; i < QV_ARRAY_LEN(k); i++)
-        if (!strncmp(s, k[i].name, strlen(k[i].name)))
-            return k[i].m;
-    return QV_METHOD_NONE;
-}
-
 /* search.json's "model" (the folder `qvlm quantize` ran on), when the file names one. */
 static qv_status read_model_field(qv_eval_quant *q, const char *dir)
 {
@@ -153,9 +140,7 @@ qv_status qv_eval_quant_open(qv_eval_quant *q, const qv_llm *m, const char *path
     if (!c->present)
         st = qv_fail(QV_ERR_INVALID, "%s: no search.json config: the bit widths of the quantized model are unknown",
                      path);
-    else if (c->w_bit >= 16 && c->a_bit >= 16)
-        st = qv_fail(QV_ERR_INVALID, "%s: w_bit %d and a_bit %d: nothing is quantized", path, c->w_bit, c->a_bit);
-    else if (c->w_bit < 2 || c->w_bit > 16 || (c->a_bit < 16 && (c->a_bit < 2 || c->a_bit > 8)))
+    else if (c->w_bit < 2 || c->w_bit > 8 || (c->a_bit < 16 && (c->a_bit < 2 || c->a_bit > 8)))
         st = qv_fail(QV_ERR_UNSUPPORTED, "%s: w_bit %d, a_bit %d: not supported (w 2..8, a 2..8 or 16)", path, c->w_bit,
                      c->a_bit);
     else if (q->sc.n_act)
@@ -175,18 +160,12 @@ qv_status qv_eval_quant_open(qv_eval_quant *q, const qv_llm *m, const char *path
         qv_eval_quant_close(q);
         return st;
     }
-    qv_quant_opts *o = &q->qm.o;
-    o->method = method_of(c->method);
-    o->w_bit = c->w_bit;
-    o->a_bit = c->a_bit;
-    o->w_group = c->w_group;
-    o->zero_point = c->zero_point;
-    o->division = c->division_cpu ? QV_FQ_DIV_CPU : QV_FQ_DIV_CUDA;
-    o->wa = c->w_bit < 16 && c->a_bit < 16;
-    o->n_grid = 20;
-    o->T = c->dtype;
-    q->qm.sc = &q->sc;
-    q->qm.quantize = c->w_bit < 16;
+    /* the quantizers exactly as `forward --scales` builds them (qlayer.h) */
+    st = qv_qmodel_from_scales(&q->qm, &q->sc, 0, 0, 0);
+    if (st != QV_OK) {
+        qv_eval_quant_close(q);
+        return st;
+    }
     return read_model_field(q, path);
 }
 

@@ -10,6 +10,22 @@
 #define DEFAULT_CHUNK_TOKENS 8192
 #define MLP_CHUNK_ROWS 512 /* the decoder MLP's token chunk (llm.h memory note) */
 
+/* Bytes of one chunk of `tokens` tokens with n_models models (see qv_eval_chunk_samples). */
+static void chunk_bytes(const qv_llm *m, size_t n_models, double *fixed, double *per_token)
+{
+    const double C = (double)m->C, hd = (double)(m->H * m->d), kvd = (double)(m->KV * m->d);
+    /* fixed: one layer's F32 weights three times (the FP layer, a quantized model's working copy
+       and its stored copy), the logits tiles of the head (4 · 256 · 4096 floats) and the MLP's
+       token chunk */
+    double layer = 0;
+    for (int l = 0; l < QV_LIN_COUNT; l++)
+        layer += (double)qv_llm_lin_out(m, (qv_llm_lin)l) * (double)qv_llm_lin_in(m, (qv_llm_lin)l);
+    *fixed = 4.0 * (3.0 * layer + 4.0 * 256.0 * 4096.0 + MLP_CHUNK_ROWS * (2.0 * (double)m->I + C));
+    /* per token: every model's hidden states, the layer's attention scratch (llm.h), the loss
+       rows' copies, the input embeddings */
+    *per_token = 4.0 * ((double)n_models * C + 4.0 * C + 3.0 * hd + 2.0 * kvd + (double)n_models * C + C);
+}
+
 qv_status qv_eval_chunk_samples(const qv_llm *m, size_t n_models, int64_t len, int64_t n_samples,
                                 uint64_t max_memory, int64_t *chunk)
 {
@@ -21,25 +37,31 @@ qv_status qv_eval_chunk_samples(const qv_llm *m, size_t n_models, int64_t len, i
         *chunk = QV_MAX((int64_t)1, QV_MIN(n_samples, DEFAULT_CHUNK_TOKENS / len));
         return QV_OK;
     }
-    const double C = (double)m->C, hd = (double)(m->H * m->d), kvd = (double)(m->KV * m->d);
-    /* fixed: one layer's F32 weights three times (the FP layer, a quantized model's working copy
-       and its stored copy), the logits tiles of the head (4 · 256 · 4096 floats) and the MLP's
-       token chunk */
-    double layer = 0;
-    for (int l = 0; l < QV_LIN_COUNT; l++)
-        layer += (double)qv_llm_lin_out(m, (qv_llm_lin)l) * (double)qv_llm_lin_in(m, (qv_llm_lin)l);
-    const double fixed = 4.0 * (3.0 * layer + 4.0 * 256.0 * 4096.0 + MLP_CHUNK_ROWS * (2.0 * (double)m->I + C));
-    /* per token: every model's hidden states, the layer's attention scratch (llm.h), the loss
-       rows' copies, the input embeddings */
-    const double per_token = 4.0 * ((double)n_models * C + 4.0 * C + 3.0 * hd + 2.0 * kvd + (double)n_models * C + C);
-    const double per_sample = per_token * (double)len;
-    const double budget = (double)max_memory - fixed;
+    double fixed, per_token;
+    chunk_bytes(m, n_models, &fixed, &per_token);
+    const double per_sample = per_token * (double)len, budget = (double)max_memory - fixed;
     if (budget < per_sample)
-        return qv_fail(QV_ERR_NOMEM, "--max-memory %.0f MiB is too small: one sample of %lld tokens with %zu model%s "
-                       "needs about %.0f MiB", (double)max_memory / 1048576.0, (long long)len, n_models,
-                       n_models == 1 ? "" : "s", (fixed + per_sample) / 1048576.0 + 1);
+        return qv_fail(QV_ERR_NOMEM, "--max-memory %.1f MiB is too small: one sample of %lld tokens with %zu model%s "
+                       "needs about %.1f MiB", (double)max_memory / 1048576.0, (long long)len, n_models,
+                       n_models == 1 ? "" : "s", (fixed + per_sample) / 1048576.0);
     *chunk = QV_MAX((int64_t)1, QV_MIN(n_samples, (int64_t)(budget / per_sample)));
     return QV_OK;
+}
+
+qv_status qv_eval_check_chunk(const qv_llm *m, size_t n_models, int64_t len, int64_t chunk, uint64_t max_memory,
+                              const char *what)
+{
+    if (!max_memory)
+        return QV_OK;
+    double fixed, per_token;
+    chunk_bytes(m, n_models, &fixed, &per_token);
+    const double need = fixed + per_token * (double)len * (double)chunk;
+    if (need <= (double)max_memory)
+        return QV_OK;
+    return qv_fail(QV_ERR_NOMEM, "%s: %lld sample%s of %lld tokens per forward with %zu model%s need about %.1f MiB, "
+                   "more than --max-memory %.1f MiB (fewer per forward: --batch / --chunk)", what, (long long)chunk,
+                   chunk == 1 ? "" : "s", (long long)len, n_models, n_models == 1 ? "" : "s", need / 1048576.0,
+                   (double)max_memory / 1048576.0);
 }
 
 static qv_status check_applied(qv_qmodel *const *qms, size_t nq, const qv_llm *m)

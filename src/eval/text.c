@@ -38,6 +38,8 @@ qv_status qv_eval_ppl(qv_llm *m, qv_eval_quant *q, size_t nq, const int64_t *ids
     int64_t chunk = batch;
     if (chunk <= 0)
         QV_TRY(qv_eval_chunk_samples(m, nq + 1, seqlen, nw, max_memory, &chunk));
+    else
+        QV_TRY(qv_eval_check_chunk(m, nq + 1, seqlen, chunk, max_memory, what));
     const size_t K = nq + 1;
     qv_eval_sums *sums = qv_malloc(K * (size_t)nw * sizeof *sums, "sums");
     qv_qmodel **qms = qv_malloc(K * sizeof *qms, "quantized models");
