@@ -11,7 +11,8 @@
  *   - a model compared with itself: KL exactly 0, agreement 100 %, NLL identical;
  *   - token accuracy on text the FP model predicts (greedy continuations, eval_greedy.json);
  *   - the derangement: the float64-side generator's permutations, no fixed point, the seed alone
- *     decides; the image derangement's groups and its errors. */
+ *     decides; the image derangement's groups and its errors;
+ *   - quantize's held-out step: the "heldout" member of eval.json. */
 #include <criterion/criterion.h>
 #include <json-c/json.h>
 #include <math.h>
@@ -476,4 +477,46 @@ Test(eval_metrics, means_and_empty_sums)
     qv_eval_sums_row(&r, &q, &fp, 3);
     qv_eval_sums_row(&r, &fp, &fp, 3);
     cr_expect(r.rows == 2 && r.nll == 3 && r.kl == 0.5 && r.correct == 1 && r.agree == 1);
+}
+
+/* ---- quantize's held-out step ------------------------------------------------------------------------ */
+
+Test(eval_heldout, appends_the_caption_evaluation_to_eval_json, .timeout = 600)
+{
+    data_paths();
+    qv_llm *m;
+    open_model("internvl2-qwen2-tiny", &m);
+    char *dir = scales_dir("goldens/internvl2-qwen2-tiny/export_search_mbq_w3g128_reweight_mae.safetensors",
+                           "goldens/internvl2-qwen2-tiny/export_search_mbq_w3g128_reweight_mae.json");
+    char yaml[16384];
+    snprintf(yaml, sizeof yaml,
+             "model: internvl2\nmodel_args: pretrained=\"%s\"\ncalib_data: sharegpt4v\nmethod: mbq\nw_bit: 3\n"
+             "eval_data_path: %s\neval_image_folder: %s\n",
+             m->dir, captions, images);
+    qv_run_config *rc;
+    size_t n;
+    cr_assert_eq(qv_run_config_parse(yaml, strlen(yaml), "run.yaml", &rc, &n), QV_OK, "%s", qv_last_error());
+    qv_strbuf b;
+    qv_sb_init(&b);
+    qv_sb_puts(&b, "{\"loss\": 1.5, ");
+    cr_assert_eq(qv_eval_heldout(m, dir, rc, 0, NULL, &b), QV_OK, "%s", qv_last_error());
+    qv_sb_puts(&b, "}\n");
+    json_object *j = json_tokener_parse(b.s);
+    cr_assert_not_null(j, "not JSON: %s", b.s);
+    json_object *h = jo(j, "heldout");
+    cr_expect_leq(fabs(jd(jo(h, "fp"), "nll") - 8.353189468383789), 1e-4);
+    cr_expect_leq(fabs(jd(jo(h, "quantized"), "nll") - 8.307454109191895), 1e-4);
+    cr_expect_gt(jd(jo(h, "quantized"), "kl_to_fp"), 0.1);
+    cr_expect_eq(jd(j, "loss"), 1.5);
+    json_object_put(j);
+    /* no eval_data_path: nothing appended */
+    const size_t len = b.len;
+    qv_free(rc[0].eval_data_path);
+    rc[0].eval_data_path = NULL;
+    cr_assert_eq(qv_eval_heldout(m, dir, rc, 0, NULL, &b), QV_OK);
+    cr_expect_eq(b.len, len);
+    qv_sb_free(&b);
+    qv_run_configs_free(rc, n);
+    free(dir);
+    qv_llm_close(m);
 }

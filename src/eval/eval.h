@@ -16,7 +16,8 @@
  *
  * Files: metrics.c (sums → means), runner.c (the FP and quantized models layer-major on chunks
  * of samples), quant.c (a --scales DIR as a quantized model), caption.c (the caption task),
- * derange.c (the image derangement), text.c (the ppl task), report.c (table and JSON).
+ * derange.c (the image derangement), text.c (the ppl task), report.c (table and JSON),
+ * heldout.c (quantize's eval_data_path step).
  *
  * Memory: the hidden states of one chunk of samples for every model ((1 + nq)·chunk·L·C
  * floats), one decoder layer at a time, logits in tiles of rows × 4096 vocabulary entries —
@@ -175,6 +176,14 @@ typedef struct qv_eval_caption_opts {
  * may be empty (FP only). On failure *out is empty. */
 qv_status qv_eval_caption(qv_llm *m, qv_eval_quant *q, size_t nq, const qv_eval_caption_opts *o,
                           qv_eval_report *out);
+
+/* `qvlm quantize`'s held-out step: when rc names eval_data_path, the caption evaluation (no
+ * shuffling; rc's pad_rule and max_tiles, images under eval_image_folder) of the FP model m and
+ * of the quantized model of scales folder dir, appended to json as `"heldout": {"fp": {…},
+ * "quantized": {…}}` (a member for the caller's eval.json object, no separator or newline
+ * around it). Nothing is appended, and QV_OK returned, when rc has no eval_data_path. */
+qv_status qv_eval_heldout(qv_llm *m, const char *dir, const qv_run_config *rc, uint64_t max_memory, qv_progress *prog,
+                          qv_strbuf *json);
 
 /* Sattolo's algorithm over numpy's PCG64 stream (seed as numpy.random.default_rng(seed),
  * interval() = the masked-rejection draw Generator.shuffle uses; ALGORITHMS.md §12.3):
