@@ -196,9 +196,10 @@ static void data_paths(void)
 
 /* Tolerances (fixtures README §11): weight-only quantized models reproduce the reference's
  * logits to rel 1e-4 (NLL abs 1e-4); W4A8 is loose (per-token activation rounding flips at near
- * ties: loss 2e-3, nll 0.1 per row, logits 0.2). The sample's mean KL: measured errors ≤ 4e-8
- * (W-only) and 1.1e-4 (W4A8), bounds 1e-6 and 2e-3; argmax counts: exact where the golden has
- * no near tie (W-only), within 3 rows for W4A8. */
+ * ties: loss 2e-3, nll 0.1 per row, logits 0.2; one sample's mean NLL, between the two: 5e-3,
+ * measured ≤ 1.4e-3). The sample's mean KL: measured errors ≤ 6e-8 (W-only) and 2.7e-4
+ * (W4A8), bounds 1e-6 and 2e-3; argmax counts: exact where the golden has no near tie
+ * (W-only), within 3 rows for W4A8. */
 static void check_caption(const char *model, const method *ms, size_t nm)
 {
     data_paths();
@@ -235,7 +236,7 @@ static void check_caption(const char *model, const method *ms, size_t nm)
         const double e_loss = fabs(c->m.nll - loss), e_nll0 = fabs(ps->nll / (double)ps->rows - nll0);
         cr_expect_eq(ps->rows, rows, "%s %s: sample rows", model, c->name);
         cr_expect_leq(e_loss, wa ? 2e-3 : 1e-4, "%s %s: loss %.6f vs %.6f", model, c->name, c->m.nll, loss);
-        cr_expect_leq(e_nll0, wa ? 2e-3 : 1e-4, "%s %s: sample nll %.6f vs %.6f", model, c->name,
+        cr_expect_leq(e_nll0, wa ? 5e-3 : 1e-4, "%s %s: sample nll %.6f vs %.6f", model, c->name,
                       ps->nll / (double)ps->rows, nll0);
         const int64_t ties = (int64_t)jd(gk, "near_ties") + (int64_t)jd(jo(g, "fp"), "near_ties");
         cr_expect_leq(llabs(ps->correct - (int64_t)jd(gk, "correct")), wa ? 3 : ties, "%s %s: correct %lld vs %lld",
