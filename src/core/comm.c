@@ -14,7 +14,7 @@
 
 static qv_comm g_comm = {0, 1, 0.0};
 
-static double now_s(void)
+static inline double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -11,6 +11,7 @@
 
 #include "../core/fsutil.h"
 #include "../core/progress.h"
+#include "../eval/eval.h"
 #include "../io/json.h"
 #include "../io/safetensors.h"
 #include "../llm/backward.h"
@@ -667,12 +668,22 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
         qv_sb_puts(&ev, ", \"fp_loss\": ");
         qv_sb_json_double(&ev, fp_loss);
         qv_sb_printf(&ev, ", \"samples\": %lld", (long long)batch.B);
+        if (rc->eval_data_path) {
+            /* the held-out caption evaluation (FP and this run's quantized model) */
+            qv_sb_puts(&ev, ", ");
+            QV_CHECK(st = qv_eval_heldout(r.m, r.dir, rc, 0, NULL, &ev), eval_fail);
+        }
         logf_(io, "qvlm: calibration loss %.6f (full precision %.6f)\n", q_loss, fp_loss);
     } else {
         qv_sb_puts(&ev, "\"loss\": null, \"fp_loss\": null");
     }
     qv_sb_puts(&ev, "}\n");
     st = write_json_file(r.dir, "eval.json", &ev);
+    if (0) {
+    eval_fail:
+        qv_sb_free(&ev);
+        goto done;
+    }
     qv_sb_free(&ev);
     if (st != QV_OK)
         goto done;
