@@ -94,7 +94,8 @@ qv_status qv_search_group(qv_group_search *s);
 void qv_grid_scale(float *out, const float *m, int64_t n, int k, int n_grid, qv_dtype T);
 /* Rounds every value to T (F32: unchanged). */
 void qv_round_values(float *x, int64_t n, qv_dtype T);
-/* mean |x| over the rows of x (double sums rounded once), rounded to T: the act_scale. */
-void qv_act_scale(float *out, const qv_acts *x, qv_dtype T, qv_fq_div division);
+/* mean |x| over every token of the batch (x holds this rank's samples, L rows each; double sums
+ * per sample, then over samples in order, rounded once), rounded to T: the act_scale. */
+qv_status qv_act_scale(float *out, const qv_acts *x, int64_t L, qv_dtype T, qv_fq_div division);
 
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "../../simd/fp.h"
+#include "../core/comm.h"
 #include "quant.h"
 
 /* The inspect module on rows [b0·L, (b0+nb)·L) of the batch: x [nb·L, ci] -> y [nb·L, cout]. */
@@ -33,44 +34,39 @@ static qv_status run_inspect(qv_group_search *s, const qv_llm_weights *w, int64_
     return qv_fail(QV_ERR_INTERNAL, "search: bad inspect kind");
 }
 
-/* Σ over masked rows of the per-row sums (row order: independent of the thread count). */
-static void masked_sums(const double *row_abs, const double *row_sq, int64_t rows, const uint8_t *mask, double *sa,
-                        double *sq, int64_t *count)
+/* Per-sample partial sums of the loss terms, then totals over all samples in sample order (on
+ * every rank: qv_comm_sum_rows), so the loss does not depend on how samples are split between
+ * ranks or chunks. Columns: Σ|D|, ΣD², count over caption rows; the same over vision rows; the
+ * same over all rows. */
+enum { LS_CAP_ABS, LS_CAP_SQ, LS_CAP_N, LS_VIS_ABS, LS_VIS_SQ, LS_VIS_N, LS_ALL_ABS, LS_ALL_SQ, LS_ALL_N, LS_W };
+
+static void sample_sums(const qv_group_search *s, const double *row_abs, const double *row_sq, int64_t B, int64_t L,
+                        double *part)
 {
-    double a = 0, q = 0;
-    int64_t n = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        if (mask && !mask[r])
-            continue;
-        a += row_abs[r];
-        q += row_sq[r];
-        n++;
+    for (int64_t b = 0; b < B; b++) {
+        double *p = part + b * LS_W;
+        memset(p, 0, LS_W * sizeof *p);
+        for (int64_t t = b * L; t < (b + 1) * L; t++) {
+            if (s->cap_mask && s->cap_mask[t])
+                p[LS_CAP_ABS] += row_abs[t], p[LS_CAP_SQ] += row_sq[t], p[LS_CAP_N] += 1;
+            if (s->vis_mask && s->vis_mask[t])
+                p[LS_VIS_ABS] += row_abs[t], p[LS_VIS_SQ] += row_sq[t], p[LS_VIS_N] += 1;
+            p[LS_ALL_ABS] += row_abs[t], p[LS_ALL_SQ] += row_sq[t], p[LS_ALL_N] += 1;
+        }
     }
-    *sa = a;
-    *sq = q;
-    *count = n;
 }
 
-/* ALGORITHMS.md §5.5 (the reference's loss expressions, in double), from per-row sums of |D| and
- * D² over the cout channels of every token row. */
-static double group_loss(const qv_group_search *s, const double *row_abs, const double *row_sq, int64_t rows,
-                         int64_t cout)
+/* ALGORITHMS.md §5.5 (the reference's loss expressions, in double) from the totals. */
+static double group_loss(const qv_group_search *s, const double *tot, int64_t cout)
 {
     const bool mae = s->o->loss_mode == QV_LOSS_MODE_MAE;
     const double c = (double)cout;
     if (s->cap_mask && s->vis_mask && !isnan(s->ratio)) {
-        double aa, aq, va, vq;
-        int64_t na, nv;
-        masked_sums(row_abs, row_sq, rows, s->cap_mask, &aa, &aq, &na);
-        masked_sums(row_abs, row_sq, rows, s->vis_mask, &va, &vq, &nv);
         if (mae)
-            return (aa + s->ratio * va) / (c * (double)na + c * (double)nv);
-        return aq / (c * (double)na) + s->ratio * (vq / (c * (double)nv));
+            return (tot[LS_CAP_ABS] + s->ratio * tot[LS_VIS_ABS]) / (c * tot[LS_CAP_N] + c * tot[LS_VIS_N]);
+        return tot[LS_CAP_SQ] / (c * tot[LS_CAP_N]) + s->ratio * (tot[LS_VIS_SQ] / (c * tot[LS_VIS_N]));
     }
-    double sa, sq;
-    int64_t n;
-    masked_sums(row_abs, row_sq, rows, NULL, &sa, &sq, &n);
-    return (mae ? sa : sq) / ((double)n * c);
+    return (mae ? tot[LS_ALL_ABS] : tot[LS_ALL_SQ]) / (tot[LS_ALL_N] * c);
 }
 
 qv_status qv_search_group(qv_group_search *s)
@@ -105,7 +101,7 @@ qv_status qv_search_group(qv_group_search *s)
     qv_acts y0 = {0}, yc = {0};
     void *s_T = NULL, *cand[3] = {0};
     float *xin = NULL, *y = NULL, *sk = NULL;
-    double *row_abs = NULL, *row_sq = NULL;
+    double *row_abs = NULL, *row_sq = NULL, *part = NULL;
     QV_CHECK(st = qv_acts_alloc(&y0, Td, T, cout, "search: reference output"), done);
     QV_CHECK(st = qv_acts_alloc(&yc, Td, crow, cout, "search: candidate output"), done);
     xin = qv_malloc((size_t)(crow * ci) * sizeof *xin, "search: input chunk");
@@ -114,7 +110,8 @@ qv_status qv_search_group(qv_group_search *s)
     s_T = qv_malloc((size_t)ci * tes, "search: scale");
     row_abs = qv_malloc((size_t)T * sizeof *row_abs, "search: loss rows");
     row_sq = qv_malloc((size_t)T * sizeof *row_sq, "search: loss rows");
-    if (!xin || !y || !sk || !s_T || !row_abs || !row_sq) {
+    part = qv_malloc((size_t)(B * LS_W) * sizeof *part + 8, "search: loss sums");
+    if (!xin || !y || !sk || !s_T || !row_abs || !row_sq || !part) {
         st = QV_ERR_NOMEM;
         goto done;
     }
@@ -128,7 +125,7 @@ qv_status qv_search_group(qv_group_search *s)
     }
 
     /* the statistic from the candidate's input; the reference output from the clean input */
-    qv_act_scale(s->act_scale, xq, Td, o->division);
+    QV_CHECK(st = qv_act_scale(s->act_scale, xq, L, Td, o->division), done);
     for (int64_t b0 = 0; b0 < B; b0 += chunk) {
         const int64_t nb = QV_MIN(chunk, B - b0), r0 = b0 * L, nr = nb * L;
         qv_acts_get(s->x, r0, nr, xin);
@@ -179,7 +176,10 @@ qv_status qv_search_group(qv_group_search *s)
                 k->loss_rows(row_abs + r0 + q0, row_sq + r0 + q0, qv_acts_row(&y0, r0 + q0), qv_acts_row(&yc, q0), Td,
                              QV_MIN(rblk, nr - q0), cout, NULL);
         }
-        double loss = group_loss(s, row_abs, row_sq, T, cout);
+        double tot[LS_W];
+        sample_sums(s, row_abs, row_sq, B, L, part);
+        QV_CHECK(st = qv_comm_sum_rows(part, B, LS_W, tot), done);
+        double loss = group_loss(s, tot, cout);
         s->loss[kk] = loss;
         if (loss < best) { /* strict: the first minimum wins */
             best = loss;
@@ -199,6 +199,7 @@ done:
     qv_free(s_T);
     qv_free(row_abs);
     qv_free(row_sq);
+    qv_free(part);
     for (int f = 0; f < 3; f++)
         qv_free(cand[f]);
     return st;
