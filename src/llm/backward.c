@@ -2,6 +2,8 @@
  * (backward.h). */
 #include "backward.h"
 
+#include "../core/comm.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -299,38 +301,47 @@ void qv_mbq_grad_stats_free(qv_mbq_grad_stats *st)
     memset(st, 0, sizeof *st);
 }
 
-qv_status qv_llm_mbq_grad_stats(qv_llm *m, const qv_llm_batch *b, qv_progress *prog, qv_mbq_grad_stats *st)
+static qv_status grad_stats_alloc(qv_mbq_grad_stats *st, int64_t NL, int64_t n)
 {
-    memset(st, 0, sizeof *st);
-    if (!b->vision_mask || !b->caption_mask)
-        return qv_fail(QV_ERR_INVALID, "%s: MBQ's gradient statistics need vision_mask and caption_mask", b->path);
-    const int64_t NL = m->c->n_layers, n = b->B, L = b->L, NS = NL * QV_LIN_COUNT;
+    const int64_t NS = NL * QV_LIN_COUNT;
     st->n_layers = NL, st->n_samples = n;
-    st->vis = qv_malloc((size_t)(NS * n) * sizeof(double), "grad stats");
-    st->cap = qv_malloc((size_t)(NS * n) * sizeof(double), "grad stats");
+    st->vis = qv_malloc((size_t)(NS * n) * sizeof(double) + 8, "grad stats");
+    st->cap = qv_malloc((size_t)(NS * n) * sizeof(double) + 8, "grad stats");
     st->vis_avg = qv_malloc((size_t)NS * sizeof(double), "grad stats");
     st->cap_avg = qv_malloc((size_t)NS * sizeof(double), "grad stats");
     st->attn_ratio = qv_malloc((size_t)NL * sizeof(double), "grad stats");
     st->mlp_ratio = qv_malloc((size_t)NL * sizeof(double), "grad stats");
     st->reweight_attn = qv_malloc((size_t)NL * sizeof(double), "grad stats");
     st->reweight_mlp = qv_malloc((size_t)NL * sizeof(double), "grad stats");
-    st->loss = qv_malloc((size_t)n * sizeof(double), "grad stats");
-    double *vsum = qv_malloc((size_t)NS * sizeof(double), "grad sums");
-    double *csum = qv_malloc((size_t)NS * sizeof(double), "grad sums");
-    qv_status s = QV_OK;
+    st->loss = qv_malloc((size_t)n * sizeof(double) + 8, "grad stats");
     if (!st->vis || !st->cap || !st->vis_avg || !st->cap_avg || !st->attn_ratio || !st->mlp_ratio ||
-        !st->reweight_attn || !st->reweight_mlp || !st->loss || !vsum || !csum) {
-        s = QV_ERR_NOMEM;
-        goto done;
-    }
+        !st->reweight_attn || !st->reweight_mlp || !st->loss)
+        return QV_ERR_NOMEM;
     for (int64_t i = 0; i < NS * n; i++)
         st->vis[i] = st->cap[i] = NAN;
+    return QV_OK;
+}
+
+qv_status qv_llm_mbq_grad_samples(qv_llm *m, const qv_llm_batch *b, int64_t n_total, qv_progress *prog,
+                                  qv_mbq_grad_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    if (!b->vision_mask || !b->caption_mask)
+        return qv_fail(QV_ERR_INVALID, "%s: MBQ's gradient statistics need vision_mask and caption_mask", b->path);
+    const int64_t NL = m->c->n_layers, n = b->B, L = b->L, NS = NL * QV_LIN_COUNT;
+    double *vsum = qv_malloc((size_t)NS * sizeof(double), "grad sums");
+    double *csum = qv_malloc((size_t)NS * sizeof(double), "grad sums");
+    qv_status s = grad_stats_alloc(st, NL, n);
+    if (s == QV_OK && (!vsum || !csum))
+        s = QV_ERR_NOMEM;
+    if (s != QV_OK)
+        goto done;
     stat_acc acc = {b, st, vsum, csum};
     qv_llm_grad_sink sink = {&acc, stat_put};
     for (int64_t i = 0; i < n; i++) {
         memset(vsum, 0, (size_t)NS * sizeof *vsum);
         memset(csum, 0, (size_t)NS * sizeof *csum);
-        QV_CHECK(s = qv_llm_backward(m, b, i, 1, (double)n, &sink, &st->loss[i]), done);
+        QV_CHECK(s = qv_llm_backward(m, b, i, 1, (double)n_total, &sink, &st->loss[i]), done);
         int64_t nv = 0, nc = 0;
         for (int64_t t = 0; t < L; t++) {
             nv += b->vision_mask[i * L + t] != 0;
@@ -349,6 +360,59 @@ qv_status qv_llm_mbq_grad_stats(qv_llm *m, const qv_llm_batch *b, qv_progress *p
         snprintf(what, sizeof what, "sample %lld", (long long)i);
         qv_progress_step(prog, 1, what);
     }
+done:
+    qv_free(vsum);
+    qv_free(csum);
+    if (s != QV_OK)
+        qv_mbq_grad_stats_free(st);
+    return s;
+}
+
+qv_status qv_mbq_grad_finish(qv_mbq_grad_stats *st)
+{
+    const int64_t NL = st->n_layers, NS = NL * QV_LIN_COUNT, nl = st->n_samples, W = 2 * NS + 1;
+    /* every rank's samples, in sample order: rows [vis.., cap.., loss] per sample */
+    double *local = qv_malloc((size_t)(nl * W) * sizeof *local + 8, "grad stats");
+    if (!local)
+        return QV_ERR_NOMEM;
+    for (int64_t i = 0; i < nl; i++) {
+        for (int64_t k = 0; k < NS; k++) {
+            local[i * W + k] = st->vis[k * nl + i];
+            local[i * W + NS + k] = st->cap[k * nl + i];
+        }
+        local[i * W + 2 * NS] = st->loss[i];
+    }
+    double cnt[1] = {(double)nl}, tot[1];
+    qv_status s = qv_comm_sum_rows(cnt, 1, 1, tot);
+    const int64_t n = (int64_t)tot[0];
+    double *all = s == QV_OK ? qv_malloc((size_t)(n * W) * sizeof *all + 8, "grad stats") : NULL;
+    if (s == QV_OK && !all)
+        s = QV_ERR_NOMEM;
+    if (s == QV_OK)
+        s = qv_comm_allgather_rows(local, nl, W, all, n);
+    qv_free(local);
+    if (s != QV_OK) {
+        qv_free(all);
+        return s;
+    }
+    /* the per-sample arrays now cover the whole batch */
+    qv_mbq_grad_stats full = {0};
+    s = grad_stats_alloc(&full, NL, n);
+    if (s != QV_OK) {
+        qv_free(all);
+        qv_mbq_grad_stats_free(&full);
+        return s;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t k = 0; k < NS; k++) {
+            full.vis[k * n + i] = all[i * W + k];
+            full.cap[k * n + i] = all[i * W + NS + k];
+        }
+        full.loss[i] = all[i * W + 2 * NS];
+    }
+    qv_free(all);
+    qv_mbq_grad_stats_free(st);
+    *st = full;
     for (int64_t l = 0; l < NL; l++)
         for (int lin = 0; lin < QV_LIN_COUNT; lin++) {
             double vs = 0, cs = 0;
@@ -369,10 +433,15 @@ qv_status qv_llm_mbq_grad_stats(qv_llm *m, const qv_llm_batch *b, qv_progress *p
         st->reweight_attn[l] = fmax(st->attn_ratio[l], st->attn_median);
         st->reweight_mlp[l] = fmax(st->mlp_ratio[l], st->mlp_median);
     }
-done:
-    qv_free(vsum);
-    qv_free(csum);
+    return QV_OK;
+}
+
+qv_status qv_llm_mbq_grad_stats(qv_llm *m, const qv_llm_batch *b, qv_progress *prog, qv_mbq_grad_stats *st)
+{
+    QV_TRY(qv_llm_mbq_grad_samples(m, b, b->B, prog, st));
+    qv_status s = qv_mbq_grad_finish(st);
     if (s != QV_OK)
         qv_mbq_grad_stats_free(st);
     return s;
 }
+

@@ -54,6 +54,13 @@ typedef struct qv_mbq_grad_stats {
 
 /* Needs the batch's vision_mask and caption_mask. prog (may be NULL) steps once per sample. */
 qv_status qv_llm_mbq_grad_stats(qv_llm *m, const qv_llm_batch *b, qv_progress *prog, qv_mbq_grad_stats *st);
+/* The same in two steps, for data-parallel runs: the per-sample statistics of the samples of b
+ * (one rank's share; the loss divided by n_total, the whole batch's sample count), then
+ * qv_mbq_grad_finish gathers every rank's samples in sample order (src/core/comm.h) and forms
+ * the averages, ratios, medians and reweight ratios — identical for any number of ranks. */
+qv_status qv_llm_mbq_grad_samples(qv_llm *m, const qv_llm_batch *b, int64_t n_total, qv_progress *prog,
+                                  qv_mbq_grad_stats *st);
+qv_status qv_mbq_grad_finish(qv_mbq_grad_stats *st);
 void qv_mbq_grad_stats_free(qv_mbq_grad_stats *st);
 /* Index into vis/cap: ((layer·QV_LIN_COUNT) + lin)·n_samples + sample. */
 static inline size_t qv_mbq_stat_at(const qv_mbq_grad_stats *st, int64_t layer, qv_llm_lin lin, int64_t sample)

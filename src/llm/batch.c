@@ -263,3 +263,53 @@ qv_status qv_llm_batch_loss_rows(const qv_llm_batch *b, int64_t **idx, int64_t *
             }
     return QV_OK;
 }
+
+/* Copies rows [b0, b0+nb) of every [B, L] array (and of each M-RoPE stream). */
+static qv_status slice_rows(void **dst, const void *src, size_t elem, int64_t streams, int64_t B, int64_t L, int64_t b0,
+                            int64_t nb)
+{
+    *dst = NULL;
+    if (!src)
+        return QV_OK;
+    char *d = qv_malloc((size_t)(streams * nb * L) * elem + 8, "batch slice");
+    if (!d)
+        return QV_ERR_NOMEM;
+    for (int64_t s = 0; s < streams; s++)
+        memcpy(d + (size_t)(s * nb * L) * elem, (const char *)src + (size_t)((s * B + b0) * L) * elem,
+               (size_t)(nb * L) * elem);
+    *dst = d;
+    return QV_OK;
+}
+
+qv_status qv_llm_batch_slice(const qv_llm_batch *src, int64_t b0, int64_t nb, qv_llm_batch *dst)
+{
+    memset(dst, 0, sizeof *dst);
+    if (b0 < 0 || nb < 1 || b0 + nb > src->B)
+        return qv_fail(QV_ERR_INTERNAL, "%s: samples [%lld, %lld) outside the batch", src->path, (long long)b0,
+                       (long long)(b0 + nb));
+    dst->path = qv_strdup(src->path ? src->path : "batch");
+    dst->B = nb;
+    dst->L = src->L;
+    dst->C = src->C;
+    const int64_t B = src->B, L = src->L;
+    qv_status st = dst->path ? QV_OK : QV_ERR_NOMEM;
+    if (st == QV_OK)
+        st = slice_rows((void **)&dst->input_ids, src->input_ids, 8, 1, B, L, b0, nb);
+    if (st == QV_OK)
+        st = slice_rows((void **)&dst->labels, src->labels, 8, 1, B, L, b0, nb);
+    if (st == QV_OK)
+        st = slice_rows((void **)&dst->attention_mask, src->attention_mask, 1, 1, B, L, b0, nb);
+    if (st == QV_OK)
+        st = slice_rows((void **)&dst->vision_mask, src->vision_mask, 1, 1, B, L, b0, nb);
+    if (st == QV_OK)
+        st = slice_rows((void **)&dst->caption_mask, src->caption_mask, 1, 1, B, L, b0, nb);
+    if (st == QV_OK)
+        st = slice_rows((void **)&dst->position_ids, src->position_ids, 8, 1, B, L, b0, nb);
+    if (st == QV_OK)
+        st = slice_rows((void **)&dst->mrope_position_ids, src->mrope_position_ids, 8, 3, B, L, b0, nb);
+    if (st == QV_OK && src->inputs_embeds)
+        st = slice_rows((void **)&dst->inputs_embeds, src->inputs_embeds, (size_t)src->C * sizeof(float), 1, B, L, b0, nb);
+    if (st != QV_OK)
+        qv_llm_batch_free(dst);
+    return st;
+}

@@ -39,6 +39,8 @@ qv_status qv_llm_batch_from_ids(qv_llm_batch *b, const int64_t *ids, int64_t B, 
  * labels inside the vocabulary. Errors name the batch file. */
 qv_status qv_llm_batch_check(const qv_llm_batch *b, const qv_llm *m);
 void qv_llm_batch_free(qv_llm_batch *b);
+/* A copy of samples [b0, b0 + nb) of src (every per-sample array; inputs_embeds when present). */
+qv_status qv_llm_batch_slice(const qv_llm_batch *src, int64_t b0, int64_t nb, qv_llm_batch *dst);
 
 /* Loss rows of the batch: n (b, t) pairs in row-major order into idx [n, 2] (caller frees). */
 qv_status qv_llm_batch_loss_rows(const qv_llm_batch *b, int64_t **idx, int64_t *n);

@@ -85,9 +85,17 @@ qv_status qv_llm_forward(qv_llm *m, const qv_llm_batch *b, const qv_llm_dump *du
     QV_CHECK(st = qv_llm_ctx_init(m, &ctx, b->B, b->L, b->attention_mask, b->position_ids, b->mrope_position_ids),
              done);
     char name[64];
+    /* One sample per runner call: every sample's rows meet the same GEMM tiles whatever else is in
+     * the batch, so a sample's result does not depend on the batch it came in (data-parallel runs
+     * split batches between ranks and must reproduce the single-process bits). */
     for (int64_t i = 0; i < m->c->n_layers; i++) {
         QV_CHECK(st = qv_llm_layer_load(m, i, &layer), done);
-        QV_CHECK(st = qv_llm_layer_forward(m, &layer.w, &ctx, h, h, QV_F32, NULL), done);
+        for (int64_t bb = 0; bb < b->B; bb++) {
+            qv_llm_ctx view;
+            qv_llm_ctx_slice(&ctx, bb, 1, &view);
+            float *hb = h + bb * b->L * C;
+            QV_CHECK(st = qv_llm_layer_forward(m, &layer.w, &view, hb, hb, QV_F32, NULL), done);
+        }
         qv_llm_layer_release(m, &layer);
         snprintf(name, sizeof name, "llm.layers.%lld.out", (long long)i);
         if (wants(dump, name))
@@ -132,7 +140,17 @@ qv_status qv_llm_forward(qv_llm *m, const qv_llm_batch *b, const qv_llm_dump *du
     }
     memcpy(res->index0, res->index, (size_t)(res->n_rows0 * 2) * sizeof(int64_t)); /* row-major: sample 0 first */
     qv_llm_final_norm(m, rows, M, rows);
-    QV_CHECK(st = qv_llm_head_nll(m, rows, M, targets, NULL, res->nll, keep, res->logits0), done);
+    /* the head per sample too (its loss rows are contiguous, sample 0's first) */
+    for (int64_t r0 = 0, k0 = 0; r0 < M;) {
+        int64_t r1 = r0, kept = 0;
+        while (r1 < M && res->index[2 * r1] == res->index[2 * r0])
+            kept += keep[r1++];
+        QV_CHECK(st = qv_llm_head_nll(m, rows + r0 * C, r1 - r0, targets + r0, NULL, res->nll + r0, keep + r0,
+                                      res->logits0 + k0 * m->V),
+                 done);
+        k0 += kept;
+        r0 = r1;
+    }
     double sum = 0;
     for (int64_t r = 0; r < M; r++)
         sum += res->nll[r];

@@ -275,3 +275,29 @@ qv_status qv_mm_batch_embed(qv_vision *v, const qv_llm *m, qv_mm_batch *mb, qv_l
     b->C = m->C;
     return QV_OK;
 }
+
+qv_status qv_mm_batch_embed_range(qv_vision *v, const qv_llm *m, qv_mm_batch *mb, const qv_llm_batch *full,
+                                  int64_t b0, int64_t nb, float *out)
+{
+    qv_vision_input in;
+    qv_mm_batch_input(mb, v, &in);
+    qv_mm_text txt = {full->B, full->L, full->input_ids, NULL, NULL, 0, full->path};
+    if (v->kind == QV_VISION_SIGLIP) {
+        if (mb->B_pre != full->B)
+            return qv_fail(QV_ERR_INVALID, "%s: input_ids_pre_splice has %lld rows, the batch %lld", full->path,
+                           (long long)mb->B_pre, (long long)full->B);
+        txt.ids_pre = mb->ids_pre, txt.mask_pre = mb->mask_pre, txt.L_pre = mb->L_pre;
+    } else if (!full->input_ids) {
+        return qv_fail(QV_ERR_INVALID, "%s: no input_ids to place the image features at", full->path);
+    }
+    if (b0 < 0 || nb < 0 || b0 + nb > full->B)
+        return qv_fail(QV_ERR_INTERNAL, "%s: samples [%lld, %lld) outside the batch", full->path, (long long)b0,
+                       (long long)(b0 + nb));
+    qv_mm_embedder e;
+    QV_TRY(qv_mm_embedder_init(&e, v, m, &in, &txt, NULL));
+    qv_status st = QV_OK;
+    for (int64_t b = b0; b < b0 + nb && st == QV_OK; b++)
+        st = qv_mm_embed_sample(&e, b, out + (b - b0) * full->L * m->C);
+    qv_mm_embedder_free(&e);
+    return st;
+}

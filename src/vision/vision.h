@@ -180,5 +180,9 @@ void qv_mm_batch_input(qv_mm_batch *mb, const qv_vision *v, qv_vision_input *in)
 /* b->inputs_embeds [B, L, C] ← the multimodal embeddings of batch b with the images of mb
  * (InternVL / Qwen2-VL: b->input_ids; LLaVA: mb's pre-splice ids, b's post-splice length). */
 qv_status qv_mm_batch_embed(qv_vision *v, const qv_llm *m, qv_mm_batch *mb, qv_llm_batch *b, const qv_llm_dump *dump);
+/* out [nb, L, C] = the embeddings of samples [b0, b0 + nb) of the full batch only (one rank's share
+ * in a data-parallel run: the tower runs on those samples' images alone). */
+qv_status qv_mm_batch_embed_range(qv_vision *v, const qv_llm *m, qv_mm_batch *mb, const qv_llm_batch *full,
+                                  int64_t b0, int64_t nb, float *out);
 
 #endif
