@@ -11,6 +11,7 @@
 #include "calib/batch.h"
 #include "cli.h"
 #include "config/run_config.h"
+#include "core/comm.h"
 #include "core/fsutil.h"
 #include "core/progress.h"
 #include "export/export.h"
@@ -43,14 +44,19 @@ static void on_progress(void *ctx, size_t done, size_t total)
     (void)done;
 }
 
-static qv_status get_batch(void *vctx, qv_llm *m, const qv_run_config *rc, qv_llm_batch *b)
+/* This rank's share of the calibration batch: rank 0 builds the batch file once (in
+ * DIR/progress, reused by a resumed run), every rank reads it and runs the vision tower on its
+ * own contiguous block of samples only. */
+static qv_status get_batch(void *vctx, qv_llm *m, const qv_run_config *rc, qv_llm_batch *b, int64_t *b0,
+                           int64_t *n_total)
 {
     batch_ctx *c = vctx;
+    const qv_comm *comm = qv_comm_world();
     char *path = qv_asprintf("%s/progress/calib_batch.safetensors", c->dir);
     if (!path)
         return QV_ERR_NOMEM;
     qv_status st = QV_OK;
-    if (!qv_path_exists(path)) {
+    if (comm->rank == 0 && !qv_path_exists(path)) {
         qv_progress prog;
         qv_progress_init(&prog, qv_cli.quiet ? NULL : stderr, "calibration", 0);
         qv_calib_run_options ro = {.skip_bad_images = c->skip_bad, .allow_repeat = c->allow_repeat, .on_skip = on_skip,
@@ -64,22 +70,47 @@ static qv_status get_batch(void *vctx, qv_llm *m, const qv_run_config *rc, qv_ll
         }
     }
     if (st == QV_OK)
-        st = qv_llm_batch_load(path, b);
+        st = qv_comm_barrier();
+    qv_llm_batch full = {0};
+    if (st == QV_OK)
+        st = qv_llm_batch_load(path, &full);
+    int64_t nb = 0;
+    if (st == QV_OK) {
+        qv_comm_shard(full.B, comm->rank, comm->size, b0, &nb);
+        *n_total = full.B;
+        if (comm->size > full.B)
+            st = qv_fail(QV_ERR_INVALID, "%s: %d ranks for %lld calibration samples (at most one rank per sample)",
+                         rc->file, comm->size, (long long)full.B);
+    }
+    if (st == QV_OK)
+        st = qv_llm_batch_slice(&full, *b0, nb, b);
     if (st == QV_OK && m->cfg.has_vision) {
         qv_vision *vis = NULL;
         qv_mm_batch mb = {0};
         bool images = false;
-        const qv_vision_opts vo = {m->dt, 0, 0, qv_cli.max_memory / 4};
+        /* one tile / image per tower call: a sample's features then do not depend on which other
+         * samples share its rank (data-parallel runs reproduce the single-process bits) */
+        const qv_vision_opts vo = {m->dt, 1, 1, 0};
         st = qv_vision_open(&m->cfg, m->ck, m->dir, &vo, &vis);
         if (st == QV_OK)
             st = qv_mm_batch_load(path, vis, &mb, &images);
-        if (st == QV_OK && images)
-            st = qv_mm_batch_embed(vis, m, &mb, b, NULL);
+        if (st == QV_OK && images) {
+            float *emb = qv_aligned_alloc(64, (size_t)(nb * full.L * m->C) * sizeof(float) + 64, "inputs_embeds");
+            st = emb ? qv_mm_batch_embed_range(vis, m, &mb, &full, *b0, nb, emb) : QV_ERR_NOMEM;
+            if (st == QV_OK) {
+                qv_free(b->inputs_embeds);
+                b->inputs_embeds = emb;
+                b->C = m->C;
+            } else {
+                qv_free(emb);
+            }
+        }
         qv_mm_batch_free(&mb);
         qv_vision_close(vis);
-        if (st != QV_OK)
-            qv_llm_batch_free(b);
     }
+    if (st != QV_OK)
+        qv_llm_batch_free(b);
+    qv_llm_batch_free(&full);
     qv_free(path);
     return st;
 }

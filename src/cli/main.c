@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "core/comm.h"
 #include "simd.h"
 
 typedef struct cmd_entry {
@@ -54,7 +55,16 @@ int main(int argc, char **argv)
         return QV_EXIT_OK;
     }
     for (size_t i = 0; i < QV_ARRAY_LEN(commands); i++)
-        if (!strcmp(c, commands[i].name))
-            return commands[i].run(argc - 2, argv + 2);
+        if (!strcmp(c, commands[i].name)) {
+            /* MPI builds: every command runs in an MPI world (of one without mpirun); a failure on
+             * any rank ends the whole job, so no rank is left waiting in a collective */
+            if (qv_comm_init(&argc, &argv) != QV_OK)
+                return qv_cli_fail();
+            int rc = commands[i].run(argc - 2, argv + 2);
+            if (rc != QV_EXIT_OK && qv_comm_world()->size > 1)
+                qv_comm_abort(rc);
+            qv_comm_finalize();
+            return rc;
+        }
     return qv_cli_usage_error(NULL, "unknown command '%s'", c);
 }

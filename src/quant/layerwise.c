@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../core/comm.h"
 #include "qlayer.h"
 #include "layerwise.h"
 
@@ -276,29 +277,45 @@ static qv_status distort_pass(qv_llm *m, const qv_quant_opts *o, const qv_llm_la
     return st;
 }
 
-/* The token rows the clip search samples (every tokens//512-th, §3.5) of linear li's input,
- * divided by the scale of the group that scaled li (if any) and rounded to T. */
-static qv_status clip_rows(const qv_llm *m, const qv_quant_opts *o, const caps *cp, const qv_scale_group *groups,
-                           int ng, float *const *scales, qv_llm_lin li, float **out, int64_t *nt)
+/* The token rows the clip search samples (every tokens//512-th token of the whole batch, §3.5)
+ * of linear li's input, divided by the scale of the group that scaled li (if any) and rounded to
+ * T; this rank holds rows [row0, row0 + rows) of the batch and contributes the sampled ones among
+ * them, gathered in order from every rank. */
+static qv_status clip_rows(const qv_quant_opts *o, const caps *cp, const qv_scale_group *groups, int ng,
+                           float *const *scales, qv_llm_lin li, int64_t row0, int64_t total_rows, float **out,
+                           int64_t *nt)
 {
     const qv_acts *src = &cp->in[lin_input(li)];
-    const int64_t tokens = src->rows, ci = src->cols, step = QV_MAX((int64_t)1, tokens / 512);
-    *nt = (tokens + step - 1) / step;
-    float *x = qv_malloc((size_t)(*nt * ci) * sizeof *x, "clip search input");
-    if (!x)
-        return QV_ERR_NOMEM;
+    const int64_t ci = src->cols, step = QV_MAX((int64_t)1, total_rows / 512);
+    *nt = (total_rows + step - 1) / step;
+    const int64_t first = (row0 + step - 1) / step, last = (row0 + src->rows + step - 1) / step; /* [first, last) */
+    const int64_t nl = last - first;
+    double *mine = qv_malloc((size_t)(nl * ci) * sizeof *mine + 8, "clip search input");
+    double *all = qv_malloc((size_t)(*nt * ci) * sizeof *all + 8, "clip search input");
+    float *x = qv_malloc((size_t)(*nt * ci) * sizeof *x + 8, "clip search input"), *row = qv_malloc((size_t)ci * sizeof *row, "clip search input");
+    qv_status st = mine && all && x && row ? QV_OK : QV_ERR_NOMEM;
     const float *s = NULL;
     for (int j = 0; j < ng; j++)
         for (int f = 0; f < groups[j].n_fcs; f++)
             if (groups[j].fcs[f] == li)
                 s = scales[j];
-    for (int64_t t = 0; t < *nt; t++) {
-        qv_acts_get(src, t * step, 1, x + t * ci);
-        if (s)
-            for (int64_t c = 0; c < ci; c++)
-                x[t * ci + c] = tround(x[t * ci + c] / s[c], o->T);
+    for (int64_t t = first; st == QV_OK && t < last; t++) {
+        qv_acts_get(src, t * step - row0, 1, row);
+        for (int64_t c = 0; c < ci; c++)
+            mine[(t - first) * ci + c] = s ? tround(row[c] / s[c], o->T) : row[c];
     }
-    (void)m;
+    if (st == QV_OK)
+        st = qv_comm_allgather_rows(mine, nl, ci, all, *nt);
+    if (st == QV_OK)
+        for (int64_t i = 0; i < *nt * ci; i++)
+            x[i] = (float)all[i];
+    qv_free(mine);
+    qv_free(all);
+    qv_free(row);
+    if (st != QV_OK) {
+        qv_free(x);
+        return st;
+    }
     *out = x;
     return QV_OK;
 }
@@ -352,7 +369,9 @@ qv_status qv_quantize_layers(const qv_layerwise *lw, qv_qresult *res)
 
     for (int64_t l = 0; l < NL && st == QV_OK; l++) {
         size_t first_entry = res->n, first_clip = res->n_clip;
-        bool cached = lw->cached && lw->cached(lw->cb_ctx, l, res);
+        bool cached = false;
+        if (lw->cached)
+            QV_CHECK(st = lw->cached(lw->cb_ctx, l, res, &cached), done);
         QV_CHECK(st = qv_llm_layer_load(m, l, &layer), done);
         QV_CHECK(st = forward_chunked(m, &layer.w, &ctx, chunk, &x, &y, cached ? NULL : &cp, xf, yf), done);
         qv_qlayer q = {0};
@@ -417,7 +436,9 @@ qv_status qv_quantize_layers(const qv_layerwise *lw, qv_qresult *res)
                     c.max_val = qv_malloc((size_t)(c.co * c.ng) * sizeof(float), "clip values");
                     float *xs = NULL;
                     int64_t nt = 0;
-                    st = c.max_val ? clip_rows(m, o, &cp, groups, ng, scales, (qv_llm_lin)li, &xs, &nt) : QV_ERR_NOMEM;
+                    st = c.max_val ? clip_rows(o, &cp, groups, ng, scales, (qv_llm_lin)li, lw->b0 * L,
+                                               (lw->n_total ? lw->n_total : B) * L, &xs, &nt)
+                                   : QV_ERR_NOMEM;
                     if (st == QV_OK)
                         st = clip_search(m, o, (qv_llm_lin)li, q.w[li], xs, nt, c.max_val);
                     qv_free(xs);

@@ -44,14 +44,16 @@ qv_status qv_qresult_add_clip(qv_qresult *r, const qv_qclip *c);
 typedef struct qv_layerwise {
     qv_llm *m;
     const qv_quant_opts *o;
-    const qv_llm_batch *b;          /* masks (attention, caption, vision) and positions */
+    const qv_llm_batch *b;          /* this rank's samples: masks (attention, caption, vision), positions */
+    int64_t b0, n_total;            /* their first sample in the whole batch, and its sample count
+                                       (data-parallel runs; a single process: 0 and b->B) */
     const float *x0;                /* [B·L, C] layer-0 input */
     int64_t chunk;                  /* samples per runner call (0 = all); activations live in T */
     const double *r_attn, *r_mlp;   /* [n_layers] MBQ reweight ratios, NULL without reweighting */
     qv_progress *prog;              /* one step per layer (may be NULL) */
-    /* Resume: `cached` returns true when layer l was finished by an earlier run and appends its
+    /* Resume: `cached` sets *hit when layer l was finished by an earlier run and appends its
      * entries/clips to res; `done` persists a just-finished layer (entries res->e[first..]). */
-    bool (*cached)(void *ctx, int64_t layer, qv_qresult *res);
+    qv_status (*cached)(void *ctx, int64_t layer, qv_qresult *res, bool *hit);
     qv_status (*done)(void *ctx, int64_t layer, const qv_qresult *res, size_t first_entry, size_t first_clip);
     void *cb_ctx;
 } qv_layerwise;

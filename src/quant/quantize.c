@@ -9,6 +9,7 @@
 
 #include <omp.h>
 
+#include "../core/comm.h"
 #include "../core/fsutil.h"
 #include "../core/progress.h"
 #include "../eval/eval.h"
@@ -163,6 +164,8 @@ static qv_status layer_done(void *ctx, int64_t layer, const qv_qresult *res, siz
 {
     run *r = ctx;
     qv_mem_sample(&r->mem);
+    if (qv_comm_world()->rank != 0)
+        return QV_OK;
     qv_strbuf meta;
     qv_sb_init(&meta);
     qv_sb_puts(&meta, "[");
@@ -213,7 +216,7 @@ static const char *meta_value(const qv_st_file *f, const char *key)
 }
 
 /* Loads a finished layer's entries; false (start the layer over) on any mismatch. */
-static bool layer_cached(void *ctx, int64_t layer, qv_qresult *res)
+static bool layer_read(void *ctx, int64_t layer, qv_qresult *res)
 {
     run *r = ctx;
     char *path = layer_path(r, layer);
@@ -305,6 +308,21 @@ static bool layer_cached(void *ctx, int64_t layer, qv_qresult *res)
     qv_free(path);
     qv_clear_error();
     return ok;
+}
+
+/* Rank 0 decides whether layer l is finished; every rank then loads it (DIR is shared). */
+static qv_status layer_cached(void *ctx, int64_t layer, qv_qresult *res, bool *hit)
+{
+    const qv_comm *c = qv_comm_world();
+    int flag = c->rank == 0 ? layer_read(ctx, layer, res) : 0;
+    if (c->size > 1) {
+        QV_TRY(qv_comm_bcast(&flag, sizeof flag));
+        if (flag && c->rank != 0 && !layer_read(ctx, layer, res))
+            return qv_fail(QV_ERR_IO, "rank %d: cannot read the checkpoint of layer %lld that rank 0 read (is the "
+                           "output folder shared by every rank?)", c->rank, (long long)layer);
+    }
+    *hit = flag != 0;
+    return QV_OK;
 }
 
 /* ---- outputs ----------------------------------------------------------------------------------- */
@@ -415,14 +433,19 @@ static qv_status write_json_file(const char *dir, const char *name, const qv_str
 
 /* ---- phases ------------------------------------------------------------------------------------- */
 
-static qv_status gradient_pass(run *r, const qv_llm_batch *b)
+static qv_status gradient_pass(run *r, const qv_llm_batch *b, int64_t n_total)
 {
     qv_progress prog;
     qv_progress_init(&prog, r->io->log, "gradients", b->B);
-    qv_status st = qv_llm_mbq_grad_stats(r->m, b, &prog, &r->gs);
+    qv_status st = qv_llm_mbq_grad_samples(r->m, b, n_total, &prog, &r->gs);
     qv_progress_finish(&prog);
     if (st != QV_OK)
         return st;
+    st = qv_mbq_grad_finish(&r->gs);
+    if (st != QV_OK) {
+        qv_mbq_grad_stats_free(&r->gs);
+        return st;
+    }
     r->have_gs = true;
     const int64_t NL = r->m->c->n_layers;
     for (int64_t l = 0; l < NL; l++)
@@ -434,13 +457,26 @@ static qv_status gradient_pass(run *r, const qv_llm_batch *b)
     return QV_OK;
 }
 
+/* Mean NLL over every loss row of the whole batch: this rank's rows, then the sum over all rows
+ * in row order (= sample order) on every rank, as qv_llm_forward forms it for one process. */
 static qv_status eval_loss(qv_llm *m, const qv_llm_batch *b, double *loss)
 {
     qv_llm_result res = {0};
     QV_TRY(qv_llm_forward(m, b, NULL, NULL, QV_LLM_FWD_NO_LOGITS0, &res));
-    *loss = res.loss;
+    double *rows = qv_malloc((size_t)res.n_rows * sizeof *rows + 8, "evaluation rows");
+    qv_status st = rows ? QV_OK : QV_ERR_NOMEM;
+    double sum[1], cnt[1], one[1] = {(double)res.n_rows};
+    for (int64_t i = 0; st == QV_OK && i < res.n_rows; i++)
+        rows[i] = res.nll[i];
+    if (st == QV_OK)
+        st = qv_comm_sum_rows(rows, res.n_rows, 1, sum);
+    if (st == QV_OK)
+        st = qv_comm_sum_rows(one, 1, 1, cnt);
+    if (st == QV_OK)
+        *loss = cnt[0] > 0 ? sum[0] / cnt[0] : NAN;
+    qv_free(rows);
     qv_llm_result_free(&res);
-    return QV_OK;
+    return st;
 }
 
 static char *make_signature(const run *r)
@@ -540,15 +576,30 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
         st = QV_ERR_NOMEM;
         goto done;
     }
-    QV_CHECK(st = prepare_dir(&r), done);
+    const qv_comm *comm = qv_comm_world();
+    const bool root = comm->rank == 0;
+    QV_CHECK(st = qv_comm_check_same("configuration or model", r.signature), done);
+    if (root)
+        st = prepare_dir(&r);
+    else
+        r.progress_dir = qv_path_join(r.dir, "progress");
+    QV_CHECK(st, done);
+    QV_CHECK(st = qv_comm_barrier(), done);
+    qv_quantize_io quiet_io = *io; /* ranks other than 0 log nothing */
+    quiet_io.log = NULL;
+    if (!root)
+        io = &quiet_io;
+    r.io = io;
     logf_(io, "qvlm: %s %s w%d%s on %s (%s arithmetic, %s matmuls) -> %s\n", qv_method_name(rc->method),
           r.o.wa ? "W-A" : "W-only", rc->w_bit, r.o.wa ? "" : "", rc->pretrained, dtype_word(T), qv_dtype_name(r.m->dt),
           r.dir);
 
-    /* calibration batch (also the evaluation batch) */
+    /* calibration batch (also the evaluation batch): this rank's samples [b0, b0 + batch.B) of
+     * n_total */
     double t = now_s();
+    int64_t b0 = 0, n_total = 0;
     if (io->get_batch && (qv_run_config_needs_calib(rc) || rc->data_path)) {
-        QV_CHECK(st = io->get_batch(io->batch_ctx, r.m, rc, &batch), done);
+        QV_CHECK(st = io->get_batch(io->batch_ctx, r.m, rc, &batch, &b0, &n_total), done);
         have_batch = true;
         QV_CHECK(st = qv_llm_batch_check(&batch, r.m), done);
     } else if (qv_run_config_needs_calib(rc)) {
@@ -581,9 +632,9 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
         const int64_t NL = r.m->c->n_layers;
         qv_qresult probe = {0};
         bool all = true;
-        for (int64_t l = 0; l < NL && all; l++)
-            all = layer_cached(&r, l, &probe);
-        double *ra = all ? qv_calloc((size_t)NL * 2, sizeof *ra, "ratios") : NULL;
+        for (int64_t l = 0; l < NL && all && st == QV_OK; l++)
+            st = layer_cached(&r, l, &probe, &all);
+        double *ra = st == QV_OK && all ? qv_calloc((size_t)NL * 2, sizeof *ra, "ratios") : NULL;
         if (ra) {
             /* per layer, the attention groups come first and the MLP groups last (§6.2) */
             for (size_t i = 0; i < probe.n; i++) {
@@ -595,8 +646,8 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
             }
             r.r_attn = r.ratios_cached = ra;
             r.r_mlp = ra + NL;
-        } else {
-            st = gradient_pass(&r, &batch);
+        } else if (st == QV_OK) {
+            st = gradient_pass(&r, &batch, n_total);
         }
         qv_qresult_free(&probe);
     }
@@ -619,7 +670,8 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
          * whatever the batch, thread or (later) rank layout, so results depend on nothing but
          * the data; the F32 scratch is one sample's, the activations stay in T */
         const int64_t chunk = 1;
-        qv_layerwise lw = {.m = r.m, .o = &r.o, .b = &batch, .x0 = x0, .chunk = chunk, .r_attn = r.r_attn, .r_mlp = r.r_mlp,
+        qv_layerwise lw = {.m = r.m, .o = &r.o, .b = &batch, .b0 = b0, .n_total = n_total, .x0 = x0, .chunk = chunk,
+                           .r_attn = r.r_attn, .r_mlp = r.r_mlp,
                            .prog = &prog, .cached = layer_cached, .done = layer_done, .cb_ctx = &r};
         st = qv_quantize_layers(&lw, &res);
         qv_progress_finish(&prog);
@@ -633,10 +685,11 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
         goto done;
     /* evaluate-only runs (run_process false) keep the scales they were given */
     const bool eval_only = !rc->run_process && rc->method != QV_METHOD_RTN;
-    if (!eval_only) {
+    if (!eval_only && root) {
         QV_CHECK(st = write_scales(&r, &res), done);
         QV_CHECK(st = write_search_json(&r, &res), done);
     }
+    QV_CHECK(st = qv_comm_barrier(), done); /* the other ranks read the scales rank 0 wrote */
 
     /* evaluation: the saved list applied to a fresh model view, fake-quantized */
     t = now_s();
@@ -667,8 +720,8 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
         qv_sb_json_double(&ev, q_loss);
         qv_sb_puts(&ev, ", \"fp_loss\": ");
         qv_sb_json_double(&ev, fp_loss);
-        qv_sb_printf(&ev, ", \"samples\": %lld", (long long)batch.B);
-        if (rc->eval_data_path) {
+        qv_sb_printf(&ev, ", \"samples\": %lld", (long long)n_total);
+        if (rc->eval_data_path && root) { /* rank 0 alone (documented) */
             /* the held-out caption evaluation (FP and this run's quantized model) */
             qv_sb_puts(&ev, ", ");
             QV_CHECK(st = qv_eval_heldout(r.m, r.dir, rc, 0, NULL, &ev), eval_fail);
@@ -678,7 +731,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
         qv_sb_puts(&ev, "\"loss\": null, \"fp_loss\": null");
     }
     qv_sb_puts(&ev, "}\n");
-    st = write_json_file(r.dir, "eval.json", &ev);
+    st = root ? write_json_file(r.dir, "eval.json", &ev) : QV_OK;
     if (0) {
     eval_fail:
         qv_sb_free(&ev);
@@ -690,14 +743,35 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     r.t_eval = now_s() - t;
     qv_mem_sample(&r.mem);
 
-    qv_strbuf tj;
-    qv_sb_init(&tj);
-    qv_sb_printf(&tj, "{\"calibration\": %.3f, \"gradients\": %.3f, \"search\": %.3f, \"eval\": %.3f, \"total\": %.3f, "
-                      "\"peak_rss_anon_bytes\": %llu, \"peak_rss_file_bytes\": %llu, \"threads\": %d}\n",
-                 r.t_calib, r.t_grad, r.t_search, r.t_eval, now_s() - t0, (unsigned long long)r.mem.anon,
-                 (unsigned long long)r.mem.file, omp_get_max_threads());
-    st = write_json_file(r.dir, "timings.json", &tj);
-    qv_sb_free(&tj);
+    /* per-rank phase times (the communication share included), gathered in rank order */
+    enum { TW = 6 };
+    double mine[TW] = {r.t_calib, r.t_grad, r.t_search, r.t_eval, now_s() - t0, comm->seconds};
+    double *all = qv_malloc((size_t)(comm->size * TW) * sizeof *all, "timings");
+    if (!all) {
+        st = QV_ERR_NOMEM;
+        goto done;
+    }
+    QV_CHECK(st = qv_comm_allgather_rows(mine, 1, TW, all, comm->size), timings_fail);
+    if (root) {
+        qv_strbuf tj;
+        qv_sb_init(&tj);
+        qv_sb_printf(&tj, "{\"calibration\": %.3f, \"gradients\": %.3f, \"search\": %.3f, \"eval\": %.3f, \"total\": %.3f, "
+                          "\"peak_rss_anon_bytes\": %llu, \"peak_rss_file_bytes\": %llu, \"threads\": %d, \"ranks\": %d, "
+                          "\"per_rank\": [",
+                     r.t_calib, r.t_grad, r.t_search, r.t_eval, now_s() - t0, (unsigned long long)r.mem.anon,
+                     (unsigned long long)r.mem.file, omp_get_max_threads(), comm->size);
+        for (int k = 0; k < comm->size; k++) {
+            const double *v = all + k * TW;
+            qv_sb_printf(&tj, "%s{\"rank\": %d, \"calibration\": %.3f, \"gradients\": %.3f, \"search\": %.3f, "
+                              "\"eval\": %.3f, \"total\": %.3f, \"communication\": %.3f}",
+                         k ? ", " : "", k, v[0], v[1], v[2], v[3], v[4], v[5]);
+        }
+        qv_sb_puts(&tj, "]}\n");
+        st = write_json_file(r.dir, "timings.json", &tj);
+        qv_sb_free(&tj);
+    }
+timings_fail:
+    qv_free(all);
     if (st == QV_OK)
         logf_(io, "qvlm: wrote %s/{scales.safetensors,search.json,eval.json,timings.json}\n", r.dir);
 done:

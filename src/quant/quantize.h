@@ -7,9 +7,15 @@
  *     linear fake-quantized → loss on the calibration batch next to the FP loss → DIR/eval.json
  *   → DIR/timings.json (seconds per phase, peak RSS anonymous and file-backed).
  *
- * Resume: every finished layer is written to DIR/.partial/ (crash-safe files); a re-run with
+ * Resume: every finished layer is written to DIR/progress/ (crash-safe files); a re-run with
  * the same configuration and model skips those layers and produces the same final files. A
- * different configuration in DIR is refused unless `force`. */
+ * different configuration in DIR is refused unless `force`.
+ *
+ * Data-parallel (MPI, src/core/comm.h): every rank holds a contiguous block of samples, runs the
+ * vision tower, the gradient pass, the layer chain and the candidate forwards on them only, and
+ * the per-sample statistics (gradients, act_scale, grid losses, clip rows, evaluation NLL) are
+ * gathered and summed in sample order, so the outputs are byte-identical for any number of ranks.
+ * Rank 0 writes every file; DIR must be on a filesystem every rank sees. */
 #ifndef QV_QUANT_QUANTIZE_H
 #define QV_QUANT_QUANTIZE_H
 
@@ -22,9 +28,12 @@ typedef struct qv_quantize_io {
     const char *out_dir;     /* -o DIR; NULL = the run's scale_path (without ".pt") */
     bool force;              /* start over in a folder that holds another run */
     FILE *log;               /* progress and log lines (NULL = silent) */
-    /* The calibration batch with its layer-0 inputs (inputs_embeds filled, masks, labels).
-     * Called once for methods that calibrate, and for the evaluation. */
-    qv_status (*get_batch)(void *ctx, qv_llm *m, const qv_run_config *rc, qv_llm_batch *b);
+    /* This process's share of the calibration batch with its layer-0 inputs (inputs_embeds
+     * filled, masks, labels) and the whole batch's sample count. A single process gets every
+     * sample; MPI rank r of P gets qv_comm_shard's contiguous block. Called once for methods that
+     * calibrate, and for the evaluation. */
+    qv_status (*get_batch)(void *ctx, qv_llm *m, const qv_run_config *rc, qv_llm_batch *b, int64_t *b0,
+                           int64_t *n_total);
     void *batch_ctx;
 } qv_quantize_io;
 

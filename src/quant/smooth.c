@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../core/comm.h"
 #include "qlayer.h"
 
 static float tr(float v, qv_dtype T) { return T == QV_BF16 ? qv_round_bf16(v) : T == QV_F16 ? qv_round_f16(v) : v; }
@@ -77,6 +78,25 @@ qv_status qv_smooth_search(qv_llm *m, const qv_quant_opts *o, const qv_llm_batch
                 break;
             }
             col_absmax(e.act_scale, g->input == QV_GROUP_IN_ATTN ? attn_in : mlp_in, T, C, b->attention_mask);
+            if (qv_comm_world()->size > 1) { /* every rank's maxima (max is order-free) */
+                const int P = qv_comm_world()->size;
+                double *mine = qv_malloc((size_t)C * sizeof *mine, "maxima"), *all = qv_malloc((size_t)(P * C) * sizeof *all, "maxima");
+                st = mine && all ? QV_OK : QV_ERR_NOMEM;
+                for (int64_t c = 0; st == QV_OK && c < C; c++)
+                    mine[c] = e.act_scale[c];
+                if (st == QV_OK)
+                    st = qv_comm_allgather_rows(mine, 1, C, all, P);
+                for (int64_t c = 0; st == QV_OK && c < C; c++)
+                    for (int k = 0; k < P; k++)
+                        e.act_scale[c] = fmaxf(e.act_scale[c], (float)all[k * C + c]);
+                qv_free(mine);
+                qv_free(all);
+                if (st != QV_OK) {
+                    qv_free(e.scale);
+                    qv_free(e.act_scale);
+                    break;
+                }
+            }
             for (int64_t c = 0; c < C; c++) {
                 float a = tr(e.act_scale[c], o->T), w = 0;
                 for (int f = 0; f < g->n_fcs; f++) {
