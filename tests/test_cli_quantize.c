@@ -20,25 +20,6 @@
 #include "io/json.h"
 #include "util/testutil.h"
 
-static char *read_all(const char *path, size_t *len)
-{
-    char *d = NULL;
-    size_t n = 0;
-    cr_assert_eq(qv_read_file(path, (size_t)1 << 30, &d, &n), QV_OK, "%s", qv_last_error());
-    if (len)
-        *len = n;
-    return d;
-}
-
-static bool same_file(const char *a, const char *b)
-{
-    size_t na, nb;
-    char *x = read_all(a, &na), *y = read_all(b, &nb);
-    bool same = na == nb && memcmp(x, y, na) == 0;
-    qv_free(x);
-    qv_free(y);
-    return same;
-}
 
 /* Runs `qvlm quantize` on a fixture config into a fresh folder; returns the folder. */
 static char *quantize(const char *model, const char *cfg, const char *extra)
@@ -150,27 +131,17 @@ Test(cli_quantize, internlm2_four_reference_runs, .timeout = 1800)
     check_against_golden("internvl2-internlm2-tiny", "mbq_w4a8", "mbq_w4a8_reweight_mae", 2e-3);
 }
 
-static void expect_same_outputs(const char *a, const char *b, const char *what)
-{
-    const char *files[] = {"search.json", "scales.safetensors", "eval.json"};
-    for (size_t i = 0; i < 3; i++) {
-        char pa[1024], pb[1024];
-        snprintf(pa, sizeof pa, "%s/%s", a, files[i]);
-        snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
-        cr_expect(same_file(pa, pb), "%s: %s differs", what, files[i]);
-    }
-}
 
 Test(cli_quantize, deterministic_across_threads_isas_and_resume, .timeout = 1800)
 {
     const char *model = "internvl2-internlm2-tiny", *cfg = "mbq_w3g128";
     char *one = quantize(model, cfg, "--threads 1");
     char *two = quantize(model, cfg, "--threads 2");
-    expect_same_outputs(one, two, "--threads 1 vs 2");
+    qt_expect_same_outputs(one, two, "--threads 1 vs 2");
     setenv("QVLM_ISA", "scalar", 1);
     char *sc = quantize(model, cfg, "--threads 2");
     unsetenv("QVLM_ISA");
-    expect_same_outputs(one, sc, "default ISA vs QVLM_ISA=scalar");
+    qt_expect_same_outputs(one, sc, "default ISA vs QVLM_ISA=scalar");
     /* resume: drop the final outputs and the last layer's checkpoint, then re-run */
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "cd '%s' && cp search.json scales.safetensors eval.json /tmp/ 2>/dev/null; "
@@ -185,7 +156,7 @@ Test(cli_quantize, deterministic_across_threads_isas_and_resume, .timeout = 1800
     free(err);
     char keep[1024];
     snprintf(keep, sizeof keep, "%s/keep", two);
-    expect_same_outputs(two, keep, "resumed vs uninterrupted");
+    qt_expect_same_outputs(two, keep, "resumed vs uninterrupted");
     /* another configuration in the same folder is refused without --force */
     snprintf(conf, sizeof conf, "%s/configs/%s/awq_w3g128.yaml", QV_SOURCE_DIR, model);
     cr_assert_eq(qt_run_cli(&out, &err, "quantize '%s' -o '%s' --quiet", conf, two), 1);

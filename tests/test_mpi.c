@@ -33,35 +33,7 @@ static void need_mpi(void)
 #endif
 }
 
-static char *read_all(const char *path, size_t *len)
-{
-    char *d = NULL;
-    size_t n = 0;
-    cr_assert_eq(qv_read_file(path, (size_t)1 << 30, &d, &n), QV_OK, "%s", qv_last_error());
-    *len = n;
-    return d;
-}
 
-static bool same_file(const char *a, const char *b)
-{
-    size_t na, nb;
-    char *x = read_all(a, &na), *y = read_all(b, &nb);
-    bool same = na == nb && memcmp(x, y, na) == 0;
-    qv_free(x);
-    qv_free(y);
-    return same;
-}
-
-static void expect_same_outputs(const char *a, const char *b, const char *what)
-{
-    const char *files[] = {"search.json", "scales.safetensors", "eval.json"};
-    for (size_t i = 0; i < 3; i++) {
-        char pa[1024], pb[1024];
-        snprintf(pa, sizeof pa, "%s/%s", a, files[i]);
-        snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
-        cr_expect(same_file(pa, pb), "%s: %s differs", what, files[i]);
-    }
-}
 
 /* The launcher for n ranks (0: no mpirun at all). Open MPI refuses root unless told. */
 static const char *launcher(int n, char *buf, size_t cap)
@@ -118,7 +90,7 @@ static void expect_plain_build_same(const char *conf, const char *dir)
     snprintf(cmd, sizeof cmd, "cd '%s' && '%s' quantize '%s' -o '%s' --quiet --threads 1 >/dev/null 2>&1", QV_SOURCE_DIR,
              plain, conf, ref);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
-    expect_same_outputs(dir, ref, "MPI build vs the default build");
+    qt_expect_same_outputs(dir, ref, "MPI build vs the default build");
     free(ref);
 }
 
@@ -177,7 +149,7 @@ Test(mpi, mbq_w3_identical_for_1_2_3_ranks, .timeout = 1800)
     for (int n = 1; n <= 3; n++) {
         char *d = quantize(n, conf, NULL), what[64];
         snprintf(what, sizeof what, "mpirun -np %d vs one process", n);
-        expect_same_outputs(d, base, what);
+        qt_expect_same_outputs(d, base, what);
         expect_timings(d, n);
         free(d);
     }
@@ -190,13 +162,13 @@ Test(mpi, awq_clip_and_w4a8_identical, .timeout = 1800)
     need_mpi();
     char *clip = config_with("awq_w3g128", "auto_clip", "true");
     char *a = quantize(0, clip, NULL), *b = quantize(3, clip, NULL);
-    expect_same_outputs(b, a, "AWQ + clip search, 3 ranks vs one process");
+    qt_expect_same_outputs(b, a, "AWQ + clip search, 3 ranks vs one process");
     free(a);
     free(b);
     char *wa = config_path("mbq_w4a8");
     a = quantize(0, wa, NULL);
     b = quantize(2, wa, NULL);
-    expect_same_outputs(b, a, "MBQ W4A8, 2 ranks vs one process");
+    qt_expect_same_outputs(b, a, "MBQ W4A8, 2 ranks vs one process");
     free(a);
     free(b);
     free(wa);
@@ -216,7 +188,7 @@ Test(mpi, resume_across_rank_counts, .timeout = 1800)
     quantize(3, conf, dir);
     char keep[1024];
     snprintf(keep, sizeof keep, "%s/keep", dir);
-    expect_same_outputs(dir, keep, "resumed on 3 ranks vs uninterrupted on 2");
+    qt_expect_same_outputs(dir, keep, "resumed on 3 ranks vs uninterrupted on 2");
     free(dir);
     free(conf);
 }
