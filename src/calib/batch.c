@@ -1,11 +1,13 @@
-/* batch.c — the calibration batch: the family dispatch, the collator, mask finishing and the
- * helpers every builder shares (batch.h, batch_internal.h; spec/ALGORITHMS.md §7.2, §8). */
+/* batch.c — the calibration batch: the dispatch to the family's builder (src/family/family.h),
+ * the collator, mask finishing and the helpers every builder shares (batch.h,
+ * batch_internal.h; spec/ALGORITHMS.md §7.2, §8). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "../core/fsutil.h"
+#include "../family/family.h"
 #include "../io/json.h"
 #include "batch_internal.h"
 
@@ -55,15 +57,7 @@ void qv_calib_options_default(qv_calib_options *o)
     o->seed = 42;
 }
 
-qv_pad_rule qv_calib_default_pad_rule(qv_family_id family)
-{
-    switch (family) {
-    case QV_FAMILY_INTERNVL2:
-    case QV_FAMILY_QWEN2_VL:
-    case QV_FAMILY_LLAVA_ONEVISION: return QV_PAD_RULE_MBQ;
-    default: return QV_PAD_RULE_LENGTH;
-    }
-}
+qv_pad_rule qv_calib_default_pad_rule(qv_family_id family) { return qv_family_get(family)->default_pad_rule; }
 
 qv_pad_rule calib_pad_rule(const qv_calib_options *opt, qv_family_id family)
 {
@@ -78,17 +72,7 @@ void calib_progress(const qv_calib_options *opt, size_t done, size_t total)
 
 /* ---- dispatch --------------------------------------------------------------------------------- */
 
-qv_calib_builder qv_calib_builder_for(qv_family_id family)
-{
-    switch (family) {
-    case QV_FAMILY_INTERNVL2:
-    case QV_FAMILY_INTERNVL3: return qv_calib_build_internvl;
-    case QV_FAMILY_QWEN2_VL: return qv_calib_build_qwen2vl;
-    case QV_FAMILY_LLAVA_ONEVISION: return qv_calib_build_llava;
-    case QV_FAMILY_TEXT: break;
-    }
-    return NULL;
-}
+qv_calib_builder qv_calib_builder_for(qv_family_id family) { return qv_family_get(family)->build_batch; }
 
 qv_status qv_calib_build(const qv_model_config *cfg, qv_tokenizer *tok, const qv_preprocessor *pp,
                          const qv_calib_items *items, const qv_calib_options *opt, qv_calib_batch *out)

@@ -130,11 +130,12 @@ typedef struct qv_calib_options {
 
 void qv_calib_options_default(qv_calib_options *o);
 
-/* mbq for the families MBQ has a wrapper for (InternVL2, Qwen2-VL, LLaVA-OneVision); length for
- * InternVL3 (MODELS.md §3.2: pad with <|endoftext|>, mask by length) and the text families. */
+/* The family's default_pad_rule (src/family/family.h): mbq for the families MBQ has a wrapper
+ * for (InternVL2, Qwen2-VL, LLaVA-OneVision); length for InternVL3 (MODELS.md §3.2: pad with
+ * <|endoftext|>, mask by length) and the text families. */
 qv_pad_rule qv_calib_default_pad_rule(qv_family_id family);
 
-/* The builders; identical signatures (the lead moves them behind the family table). */
+/* The builders; identical signatures (the family table's build_batch points at them). */
 typedef qv_status (*qv_calib_builder)(const qv_model_config *cfg, qv_tokenizer *tok, const qv_preprocessor *pp,
                                       const qv_calib_items *items, const qv_calib_options *opt,
                                       qv_calib_batch *out);
@@ -145,7 +146,7 @@ qv_status qv_calib_build_qwen2vl(const qv_model_config *cfg, qv_tokenizer *tok, 
 qv_status qv_calib_build_llava(const qv_model_config *cfg, qv_tokenizer *tok, const qv_preprocessor *pp,
                                const qv_calib_items *items, const qv_calib_options *opt, qv_calib_batch *out);
 
-/* The one dispatch point: the builder of cfg->family (NULL for families without one). */
+/* The one dispatch point: the family's build_batch (NULL for families without one). */
 qv_calib_builder qv_calib_builder_for(qv_family_id family);
 /* Builds the image–caption batch of cfg's family. On failure *out is empty. */
 qv_status qv_calib_build(const qv_model_config *cfg, qv_tokenizer *tok, const qv_preprocessor *pp,

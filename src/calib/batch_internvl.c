@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "../core/fsutil.h"
+#include "../family/family.h"
 #include "../io/json.h"
 #include "../tok/template.h"
 #include "batch_internal.h"
@@ -514,8 +515,10 @@ static qv_status build_item(ivl *c, const qv_caption_item *item, bool *skipped)
 
 static qv_status setup(ivl *c, const qv_model_config *cfg, const qv_preprocessor *pp)
 {
+    const qv_family *fam = qv_family_get(cfg->family);
     const char *name = cfg->template_name[0] ? cfg->template_name
-                                             : (cfg->family == QV_FAMILY_INTERNVL3 ? "internvl2_5" : "internlm2-chat");
+                       : fam->default_template ? fam->default_template
+                                               : "internlm2-chat";
     qv_status st = qv_conv_template_get(name, &c->conv);
     if (st != QV_OK)
         return qv_fail_prefix(st, "%s", cfg->path);

@@ -361,20 +361,15 @@ static void mbq_vision_mask(qv_calib_batch *b)
 
 /* ---- builder ---------------------------------------------------------------------------------- */
 
+/* The splice's span, truncation and padding side from the family's config fields (both
+ * layouts): 729 tower rows (the tower's image / patch size: a local lmms-lab tower folder, or
+ * llava-hf's inline vision_config; a hub tower id keeps 384 / 14) plus the image_newline. */
 static qv_status read_config(lv *c, const qv_model_config *cfg, const char *dir)
 {
-    qv_json *j = NULL;
-    QV_TRY(qv_json_load_file(cfg->path, 0, &j));
-    const char *merge = "flat", *side = "right", *tower = NULL;
-    int64_t max_len = CALIB_NO_LIMIT, size = c->prep.image_size, patch = 14;
-    qv_status st = qv_json_str_opt(j, "mm_patch_merge_type", cfg->path, &merge);
-    if (st == QV_OK)
-        st = qv_json_str_opt(j, "tokenizer_padding_side", cfg->path, &side);
-    if (st == QV_OK)
-        st = qv_json_int_opt(j, "tokenizer_model_max_length", cfg->path, &max_len);
-    if (st == QV_OK)
-        st = qv_json_str_opt(j, "mm_vision_tower", cfg->path, &tower);
-    if (st == QV_OK && tower) { /* a local tower folder (the fixtures'); a hub id keeps the defaults */
+    const char *tower = cfg->llava.vision_tower;
+    int64_t size = c->prep.image_size, patch = 14;
+    qv_status st = QV_OK;
+    if (tower[0]) { /* a local tower folder (the fixtures'); a hub id keeps the defaults */
         char *tp = tower[0] == '/' ? qv_path_join(tower, "config.json") : qv_asprintf("%s/%s/config.json", dir, tower);
         if (tp && qv_path_exists(tp)) {
             qv_json *tj = NULL;
@@ -386,18 +381,18 @@ static qv_status read_config(lv *c, const qv_model_config *cfg, const char *dir)
             qv_json_free(tj);
         }
         qv_free(tp);
+    } else if (cfg->vision.image_size > 0) {
+        size = cfg->vision.image_size, patch = cfg->vision.patch_size;
     }
     if (st == QV_OK && (size <= 0 || patch <= 0 || size / patch > 4096))
         st = qv_fail(QV_ERR_INVALID, "%s: vision tower image size %lld / patch %lld", cfg->path, (long long)size,
                      (long long)patch);
     if (st == QV_OK) {
         int64_t g = size / patch;
-        bool newline = strncmp(merge, "spatial", 7) == 0 && strstr(merge, "unpad");
-        c->image_span = g * g + (newline ? 1 : 0);
-        c->splice_max_len = max_len > 0 ? max_len : CALIB_NO_LIMIT;
-        c->splice_left = strcmp(side, "left") == 0;
+        c->image_span = g * g + (cfg->llava.image_newline ? 1 : 0);
+        c->splice_max_len = cfg->llava.max_length > 0 ? cfg->llava.max_length : CALIB_NO_LIMIT;
+        c->splice_left = cfg->llava.left_pad;
     }
-    qv_json_free(j);
     return st;
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../core/fsutil.h"
+#include "../family/family.h"
 #include "batch_internal.h"
 
 static void note(const qv_calib_run_options *ro, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -22,21 +23,13 @@ static void note(const qv_calib_run_options *ro, const char *fmt, ...)
     ro->on_note(ro->ctx, buf);
 }
 
-/* The config's `model` against the checkpoint's family. */
+/* The config's `model` against the names the checkpoint's family answers to. */
 static qv_status check_family(const qv_run_config *rc, const qv_model_config *cfg)
 {
     if (!rc->model)
         return QV_OK;
     const char *m = rc->model;
-    bool ok;
-    switch (cfg->family) {
-    case QV_FAMILY_INTERNVL2:
-    case QV_FAMILY_INTERNVL3: ok = !strcmp(m, "internvl2") || !strcmp(m, "internvl3"); break;
-    case QV_FAMILY_QWEN2_VL: ok = !strcmp(m, "qwen2_vl"); break;
-    case QV_FAMILY_LLAVA_ONEVISION: ok = !strcmp(m, "llava_onevision"); break;
-    default: ok = !strcmp(m, "qwen2") || !strcmp(m, "llama"); break;
-    }
-    if (ok)
+    if (qv_family_answers_to(qv_family_get(cfg->family), m))
         return QV_OK;
     return qv_fail(QV_ERR_INVALID, "%s:%zu: model: %s, but the checkpoint %s is of family %s (%s)", rc->file, rc->line,
                    m, rc->pretrained, qv_family_name(cfg->family), cfg->architecture);

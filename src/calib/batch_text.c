@@ -16,7 +16,7 @@ qv_status qv_calib_build_pile(qv_tokenizer *tok, const qv_text_docs *docs, uint6
     QV_TRY(qv_textdata_pile_blocks(docs, seed, n_lines, (size_t)block, (size_t)block, calib_encode_cb, tok, &ids, &nb,
                                    &kept));
     size_t cells = nb * (size_t)block;
-    out->family = QV_FAMILY_TEXT;
+    /* out->family stays 0, the text family: pile blocks belong to no vision family */
     out->pad_rule = QV_PAD_RULE_LENGTH;
     out->n_rows = (int64_t)nb;
     out->len = block;

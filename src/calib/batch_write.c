@@ -46,7 +46,9 @@ static size_t item_bytes(const item *it)
 qv_status qv_calib_batch_write(const qv_calib_batch *b, const char *path)
 {
     int64_t B = b->n_rows, L = b->len;
-    bool qwen = b->family == QV_FAMILY_QWEN2_VL, llava = b->family == QV_FAMILY_LLAVA_ONEVISION;
+    /* the batch's own content says which extra tensors it carries: Qwen2-VL's image grids
+       (patch rows of per-image sizes), LLaVA's pre-splice rows */
+    const bool qwen = b->image_grid_thw != NULL, llava = b->input_ids_pre != NULL;
     item it[24];
     size_t n = 0;
     it[n++] = (item){"input_ids", QV_I64, 2, {B, L}, b->input_ids};

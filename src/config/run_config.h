@@ -138,8 +138,9 @@ static inline bool qv_run_config_is_wa(const qv_run_config *c) { return c->w_bit
 /* Whether the run builds a calibration batch: run_process with awq, smoothquant or mbq. */
 bool qv_run_config_needs_calib(const qv_run_config *c);
 
-/* mbq for the families the reference supports (internvl2, llava_onevision, llava, qwen2_vl),
- * length for the others (CLI.md). */
+/* The default pad rule of the family a `model:` name selects (src/family/family.h): mbq for
+ * the families the reference supports (internvl2, llava_onevision, llava, qwen2_vl), length for
+ * the others (CLI.md). */
 qv_pad_rule qv_pad_rule_for_model(const char *family);
 
 /* The run as a JSON object with the YAML key names (for search.json's "config"). */

@@ -7,6 +7,7 @@
 
 #include "../../simd/fp.h"
 #include "../core/fsutil.h"
+#include "../family/family.h"
 #include "../nn/matmul.h"
 #include "../nn/norm.h"
 #include "llm.h"
@@ -49,17 +50,6 @@ static const kind_names *names_of(const qv_llm *m)
     default: return &names_qwen2_llama[0];
     }
 }
-
-/* Where the decoder lives inside the checkpoint: hub layouts (plain, InternVL's
- * language_model.*) and transformers 5's model.language_model.* (Qwen2-VL, llava-hf). */
-static const struct {
-    const char *model, *head;
-} roots[] = {
-    {"model.", ""},
-    {"language_model.model.", "language_model."},
-    {"model.language_model.", ""},
-    {"language_model.", "language_model."},
-};
 
 const char *qv_llm_lin_suffix(const qv_llm *m, qv_llm_lin lin)
 {
@@ -132,11 +122,15 @@ static qv_status tensor_shaped(const qv_llm *m, const char *name, int ndim, int6
     return qv_checkpoint_get_shaped(m->ck, name, ndim, shape, t);
 }
 
+/* Where the decoder lives inside the checkpoint: the family's layouts in order (hub,
+ * InternVL's language_model.*, transformers 5's model.language_model.*, ...); a miss names the
+ * family's first. */
 static qv_status find_root(qv_llm *m)
 {
     const kind_names *nm = names_of(m);
+    const qv_llm_root *roots = qv_family_get(m->cfg.family)->llm_roots;
     char name[512];
-    for (size_t r = 0; r < QV_ARRAY_LEN(roots); r++) {
+    for (size_t r = 0; roots[r].model; r++) {
         snprintf(name, sizeof name, "%s%s.weight", roots[r].model, nm->embed);
         if (qv_checkpoint_find(m->ck, name, NULL)) {
             m->model_root = roots[r].model;
@@ -144,11 +138,7 @@ static qv_status find_root(qv_llm *m)
             return QV_OK;
         }
     }
-    /* report the name the family's usual layout would have */
-    const char *root = m->cfg.family == QV_FAMILY_INTERNVL2 || m->cfg.family == QV_FAMILY_INTERNVL3
-                           ? "language_model.model."
-                           : "model.";
-    return qv_fail(QV_ERR_FORMAT, "%s: tensor %s%s.weight not found", m->ck->path, root, nm->embed);
+    return qv_fail(QV_ERR_FORMAT, "%s: tensor %s%s.weight not found", m->ck->path, roots[0].model, nm->embed);
 }
 
 /* Checks every tensor the decoder reads, so that a missing or misshapen tensor is reported

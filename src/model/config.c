@@ -1,28 +1,15 @@
-/* config.c — config.json parsing (config.h). */
+/* config.c — config.json into qv_model_config (config.h): the file, the fields every family
+ * shares (architectures, torch_dtype / dtype) and the dispatch to the family that reads the
+ * architecture (src/family/family.h); the shared readers of config_parse.h (typed fields, the
+ * decoder-only LLM block with its RoPE variants). */
 #include "config.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "../core/fsutil.h"
-#include "../io/json.h"
-
-static const char *k_supported = "InternVLChatModel, Qwen2ForCausalLM, LlamaForCausalLM, InternLM2ForCausalLM, "
-                                 "Qwen2VLForConditionalGeneration, Qwen2_5_VLForConditionalGeneration, LlavaQwenForCausalLM";
-
-const char *qv_supported_architectures(void) { return k_supported; }
-
-const char *qv_family_name(qv_family_id f)
-{
-    switch (f) {
-    case QV_FAMILY_TEXT: return "text";
-    case QV_FAMILY_INTERNVL2: return "internvl2";
-    case QV_FAMILY_INTERNVL3: return "internvl3";
-    case QV_FAMILY_QWEN2_VL: return "qwen2_vl";
-    case QV_FAMILY_LLAVA_ONEVISION: return "llava_onevision";
-    }
-    return "?";
-}
+#include "../family/family.h"
+#include "config_parse.h"
 
 const char *qv_decoder_name(qv_decoder_kind k)
 {
@@ -34,12 +21,12 @@ const char *qv_decoder_name(qv_decoder_kind k)
     return "?";
 }
 
-static void copy_str(char *dst, size_t n, const char *src)
+void qv_cfg_copy_str(char *dst, size_t n, const char *src)
 {
     snprintf(dst, n, "%s", src ? src : "");
 }
 
-static const char *first_arch(const qv_json *obj)
+const char *qv_cfg_first_arch(const qv_json *obj)
 {
     qv_json *a = qv_json_get(obj, "architectures");
     if (!qv_json_is_type(a, json_type_array) || json_object_array_length(a) < 1)
@@ -48,8 +35,7 @@ static const char *first_arch(const qv_json *obj)
     return qv_json_is_type(s, json_type_string) ? json_object_get_string(s) : NULL;
 }
 
-/* Positive integer field; `ctx` is the key path prefix for errors ("llm_config."). */
-static qv_status pos_int(const qv_json *o, const char *key, const char *file, const char *ctx, int64_t *out)
+qv_status qv_cfg_pos_int(const qv_json *o, const char *key, const char *file, const char *ctx, int64_t *out)
 {
     char full[96];
     snprintf(full, sizeof full, "%s%s", ctx, key);
@@ -63,7 +49,7 @@ static qv_status pos_int(const qv_json *o, const char *key, const char *file, co
     return QV_OK;
 }
 
-static qv_status opt_id(const qv_json *o, const char *key, const char *file, int64_t *out)
+qv_status qv_cfg_opt_id(const qv_json *o, const char *key, const char *file, int64_t *out)
 {
     qv_json *v = qv_json_get(o, key);
     *out = -1;
@@ -128,16 +114,13 @@ static qv_status parse_rope(const qv_json *o, const char *file, qv_llm_config *c
     return QV_OK;
 }
 
-/* A decoder-only LLM config (flat keys). `ctx` prefixes key names in errors. */
-static qv_status parse_llm(const qv_json *o, const char *file, const char *ctx, const char *arch, qv_llm_config *c)
+qv_status qv_cfg_parse_llm(const qv_json *o, const char *file, const char *ctx, const char *arch, qv_llm_config *c)
 {
     memset(c, 0, sizeof *c);
-    copy_str(c->architecture, sizeof c->architecture, arch);
+    qv_cfg_copy_str(c->architecture, sizeof c->architecture, arch);
     const char *mt = NULL;
     QV_TRY(qv_json_str_opt(o, "model_type", file, &mt));
-    if (!strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "Qwen2VLForConditionalGeneration") ||
-        !strcmp(arch, "Qwen2_5_VLForConditionalGeneration") || !strcmp(arch, "LlavaQwenForCausalLM") ||
-        !strcmp(arch, "Qwen2Model")) {
+    if (!strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "Qwen2Model")) {
         c->kind = QV_DECODER_QWEN2;
         c->qkv_bias = true;
     } else if (!strcmp(arch, "InternLM2ForCausalLM")) {
@@ -150,17 +133,17 @@ static qv_status parse_llm(const qv_json *o, const char *file, const char *ctx, 
         return qv_fail(QV_ERR_UNSUPPORTED, "%s: language model architecture \"%s\" is not supported "
                        "(Qwen2ForCausalLM, InternLM2ForCausalLM, LlamaForCausalLM)", file, arch);
     }
-    QV_TRY(pos_int(o, "hidden_size", file, ctx, &c->hidden));
-    QV_TRY(pos_int(o, "num_hidden_layers", file, ctx, &c->n_layers));
-    QV_TRY(pos_int(o, "num_attention_heads", file, ctx, &c->n_heads));
-    QV_TRY(pos_int(o, "intermediate_size", file, ctx, &c->intermediate));
-    QV_TRY(pos_int(o, "vocab_size", file, ctx, &c->vocab));
+    QV_TRY(qv_cfg_pos_int(o, "hidden_size", file, ctx, &c->hidden));
+    QV_TRY(qv_cfg_pos_int(o, "num_hidden_layers", file, ctx, &c->n_layers));
+    QV_TRY(qv_cfg_pos_int(o, "num_attention_heads", file, ctx, &c->n_heads));
+    QV_TRY(qv_cfg_pos_int(o, "intermediate_size", file, ctx, &c->intermediate));
+    QV_TRY(qv_cfg_pos_int(o, "vocab_size", file, ctx, &c->vocab));
     c->n_kv_heads = c->n_heads;
     if (qv_json_get(o, "num_key_value_heads"))
-        QV_TRY(pos_int(o, "num_key_value_heads", file, ctx, &c->n_kv_heads));
+        QV_TRY(qv_cfg_pos_int(o, "num_key_value_heads", file, ctx, &c->n_kv_heads));
     c->head_dim = c->hidden / c->n_heads;
     if (qv_json_get(o, "head_dim") && !qv_json_is_type(qv_json_get(o, "head_dim"), json_type_null))
-        QV_TRY(pos_int(o, "head_dim", file, ctx, &c->head_dim));
+        QV_TRY(qv_cfg_pos_int(o, "head_dim", file, ctx, &c->head_dim));
     else if (c->hidden % c->n_heads)
         return qv_fail(QV_ERR_INVALID, "%s: %shidden_size %lld is not a multiple of num_attention_heads %lld", file, ctx,
                        (long long)c->hidden, (long long)c->n_heads);
@@ -172,19 +155,19 @@ static qv_status parse_llm(const qv_json *o, const char *file, const char *ctx, 
                        (long long)c->head_dim);
     c->max_positions = 32768;
     if (qv_json_get(o, "max_position_embeddings"))
-        QV_TRY(pos_int(o, "max_position_embeddings", file, ctx, &c->max_positions));
+        QV_TRY(qv_cfg_pos_int(o, "max_position_embeddings", file, ctx, &c->max_positions));
     c->rms_eps = 1e-6;
     QV_TRY(qv_json_num_opt(o, "rms_norm_eps", file, &c->rms_eps));
     QV_TRY(parse_rope(o, file, c));
     QV_TRY(qv_json_bool_opt(o, "tie_word_embeddings", file, &c->tie_embeddings));
-    QV_TRY(opt_id(o, "bos_token_id", file, &c->bos_id));
-    QV_TRY(opt_id(o, "eos_token_id", file, &c->eos_id));
-    QV_TRY(opt_id(o, "pad_token_id", file, &c->pad_id));
+    QV_TRY(qv_cfg_opt_id(o, "bos_token_id", file, &c->bos_id));
+    QV_TRY(qv_cfg_opt_id(o, "eos_token_id", file, &c->eos_id));
+    QV_TRY(qv_cfg_opt_id(o, "pad_token_id", file, &c->pad_id));
     const char *act = "silu";
     QV_TRY(qv_json_str_opt(o, "hidden_act", file, &act));
     if (strcmp(act, "silu") != 0)
         return qv_fail(QV_ERR_UNSUPPORTED, "%s: %shidden_act \"%s\" is not supported (silu)", file, ctx, act);
-    copy_str(c->hidden_act, sizeof c->hidden_act, act);
+    qv_cfg_copy_str(c->hidden_act, sizeof c->hidden_act, act);
     /* sizes multiplied later (weights, KV) must not overflow: cap the dims at sane values */
     if (c->hidden > (1 << 20) || c->intermediate > (1 << 22) || c->vocab > (1 << 24) || c->n_layers > 4096 ||
         c->n_heads > 4096 || c->head_dim > 4096)
@@ -192,113 +175,29 @@ static qv_status parse_llm(const qv_json *o, const char *file, const char *ctx, 
     return QV_OK;
 }
 
-static qv_status parse_internvit(const qv_json *v, const char *file, qv_vision_config *c)
-{
-    const char *ctx = "vision_config.";
-    memset(c, 0, sizeof *c);
-    const char *mt = "intern_vit_6b", *norm = "layer_norm", *act = "gelu";
-    QV_TRY(qv_json_str_opt(v, "model_type", file, &mt));
-    copy_str(c->model_type, sizeof c->model_type, mt);
-    QV_TRY(pos_int(v, "hidden_size", file, ctx, &c->hidden));
-    QV_TRY(pos_int(v, "num_hidden_layers", file, ctx, &c->n_layers));
-    QV_TRY(pos_int(v, "num_attention_heads", file, ctx, &c->n_heads));
-    QV_TRY(pos_int(v, "intermediate_size", file, ctx, &c->intermediate));
-    QV_TRY(pos_int(v, "image_size", file, ctx, &c->image_size));
-    QV_TRY(pos_int(v, "patch_size", file, ctx, &c->patch_size));
-    c->channels = 3;
-    if (qv_json_get(v, "num_channels"))
-        QV_TRY(pos_int(v, "num_channels", file, ctx, &c->channels));
-    QV_TRY(qv_json_str_opt(v, "norm_type", file, &norm));
-    if (!strcmp(norm, "layer_norm"))
-        c->norm = QV_NORM_LAYER;
-    else if (!strcmp(norm, "rms_norm"))
-        c->norm = QV_NORM_RMS;
-    else
-        return qv_fail(QV_ERR_UNSUPPORTED, "%s: vision_config.norm_type \"%s\" is not supported", file, norm);
-    c->norm_eps = 1e-6;
-    QV_TRY(qv_json_num_opt(v, "layer_norm_eps", file, &c->norm_eps));
-    QV_TRY(qv_json_bool_opt(v, "qkv_bias", file, &c->qkv_bias));
-    QV_TRY(qv_json_bool_opt(v, "qk_normalization", file, &c->qk_norm));
-    QV_TRY(qv_json_str_opt(v, "hidden_act", file, &act));
-    copy_str(c->hidden_act, sizeof c->hidden_act, act);
-    if (c->hidden % c->n_heads || c->image_size % c->patch_size)
-        return qv_fail(QV_ERR_INVALID, "%s: vision_config dimensions are inconsistent", file);
-    return QV_OK;
-}
+/* transformers writes text_config.model_type but often no architectures there. */
+static const struct {
+    const char *model_type, *arch;
+} k_text_arch[] = {{"qwen2", "Qwen2ForCausalLM"}, {"llama", "LlamaForCausalLM"}, {"internlm2", "InternLM2ForCausalLM"}};
 
-static qv_status parse_qwen2vl_vision(const qv_json *v, const char *file, qv_vision_config *c)
+qv_status qv_cfg_parse_text_config(const qv_json *root, const qv_json *sub, const char *file, const char *ctx,
+                                   const char *arch, qv_llm_config *c)
 {
-    const char *ctx = "vision_config.";
-    memset(c, 0, sizeof *c);
-    copy_str(c->model_type, sizeof c->model_type, "qwen2_vl");
-    int64_t mlp_ratio = 4;
-    QV_TRY(pos_int(v, "embed_dim", file, ctx, &c->hidden));
-    QV_TRY(pos_int(v, "depth", file, ctx, &c->n_layers));
-    QV_TRY(pos_int(v, "num_heads", file, ctx, &c->n_heads));
-    QV_TRY(qv_json_int_opt(v, "mlp_ratio", file, &mlp_ratio));
-    c->intermediate = c->hidden * mlp_ratio;
-    QV_TRY(pos_int(v, "patch_size", file, ctx, &c->patch_size));
-    QV_TRY(pos_int(v, "hidden_size", file, ctx, &c->out_hidden));
-    c->spatial_merge_size = 2;
-    c->temporal_patch_size = 2;
-    c->channels = 3;
-    QV_TRY(qv_json_int_opt(v, "spatial_merge_size", file, &c->spatial_merge_size));
-    QV_TRY(qv_json_int_opt(v, "temporal_patch_size", file, &c->temporal_patch_size));
-    QV_TRY(qv_json_int_opt(v, "in_chans", file, &c->channels));
-    c->norm = QV_NORM_LAYER;
-    c->norm_eps = 1e-6;
-    c->qkv_bias = true;
-    const char *act = "quick_gelu";
-    QV_TRY(qv_json_str_opt(v, "hidden_act", file, &act));
-    copy_str(c->hidden_act, sizeof c->hidden_act, act);
-    return QV_OK;
-}
-
-/* Qwen2.5-VL's vision_config: hidden_size is the tower width and out_hidden_size the LLM's
- * (MODELS.md §1.10); RMSNorm, SiLU-gated MLP with biases, window attention except in the
- * fullatt_block_indexes blocks. */
-static qv_status parse_qwen25vl_vision(const qv_json *v, const char *file, qv_vision_config *c)
-{
-    const char *ctx = "vision_config.";
-    memset(c, 0, sizeof *c);
-    copy_str(c->model_type, sizeof c->model_type, "qwen2_5_vl");
-    QV_TRY(pos_int(v, "hidden_size", file, ctx, &c->hidden));
-    QV_TRY(pos_int(v, "depth", file, ctx, &c->n_layers));
-    QV_TRY(pos_int(v, "num_heads", file, ctx, &c->n_heads));
-    QV_TRY(pos_int(v, "intermediate_size", file, ctx, &c->intermediate));
-    QV_TRY(pos_int(v, "patch_size", file, ctx, &c->patch_size));
-    QV_TRY(pos_int(v, "out_hidden_size", file, ctx, &c->out_hidden));
-    c->spatial_merge_size = 2;
-    c->temporal_patch_size = 2;
-    c->channels = 3;
-    c->window_size = 112;
-    QV_TRY(qv_json_int_opt(v, "spatial_merge_size", file, &c->spatial_merge_size));
-    QV_TRY(qv_json_int_opt(v, "temporal_patch_size", file, &c->temporal_patch_size));
-    QV_TRY(qv_json_int_opt(v, "in_chans", file, &c->channels));
-    QV_TRY(qv_json_int_opt(v, "window_size", file, &c->window_size));
-    qv_json *fa = qv_json_get(v, "fullatt_block_indexes");
-    if (fa && !qv_json_is_type(fa, json_type_null)) {
-        if (!qv_json_is_type(fa, json_type_array) || json_object_array_length(fa) > QV_ARRAY_LEN(c->fullatt))
-            return qv_fail(QV_ERR_INVALID, "%s: field \"vision_config.fullatt_block_indexes\": expected a list of "
-                           "block indexes", file);
-        for (size_t i = 0; i < json_object_array_length(fa); i++) {
-            int64_t b;
-            if (!qv_json_as_int(json_object_array_get_idx(fa, i), &b) || b < 0 || b >= c->n_layers)
-                return qv_fail(QV_ERR_INVALID, "%s: field \"vision_config.fullatt_block_indexes\": entry %zu is not a "
-                               "block index below depth %lld", file, i, (long long)c->n_layers);
-            c->fullatt[c->n_fullatt++] = (int)b;
-        }
+    const char *mt = NULL;
+    if (!arch)
+        arch = qv_cfg_first_arch(sub);
+    if (!arch) {
+        QV_TRY(qv_json_str_opt(sub, "model_type", file, &mt));
+        for (size_t i = 0; mt && i < QV_ARRAY_LEN(k_text_arch) && !arch; i++)
+            if (!strcmp(mt, k_text_arch[i].model_type))
+                arch = k_text_arch[i].arch;
+        if (!arch)
+            return qv_fail(QV_ERR_UNSUPPORTED, "%s: %s%s \"%s\" is not supported (qwen2, llama, internlm2)", file, ctx,
+                           mt ? "model_type" : "architectures", mt ? mt : "(none)");
     }
-    c->norm = QV_NORM_RMS;
-    c->norm_eps = 1e-6;
-    c->qkv_bias = true;
-    c->gated_mlp = true;
-    const char *act = "silu";
-    QV_TRY(qv_json_str_opt(v, "hidden_act", file, &act));
-    copy_str(c->hidden_act, sizeof c->hidden_act, act);
-    if (c->hidden % c->n_heads)
-        return qv_fail(QV_ERR_INVALID, "%s: vision_config.hidden_size %lld is not a multiple of num_heads %lld", file,
-                       (long long)c->hidden, (long long)c->n_heads);
+    QV_TRY(qv_cfg_parse_llm(sub, file, ctx, arch, c));
+    if (sub != root && !qv_json_get(sub, "tie_word_embeddings"))
+        QV_TRY(qv_json_bool_opt(root, "tie_word_embeddings", file, &c->tie_embeddings));
     return QV_OK;
 }
 
@@ -315,91 +214,29 @@ qv_status qv_model_config_load(const char *path, qv_model_config *cfg)
     qv_json *root;
     QV_TRY(qv_json_load_file(file, 0, &root));
     qv_status st = QV_OK;
+    const qv_family *fam = NULL;
     if (!qv_json_is_type(root, json_type_object)) {
         st = qv_fail(QV_ERR_FORMAT, "%s: not a JSON object", file);
         goto done;
     }
-    const char *arch = first_arch(root);
+    const char *arch = qv_cfg_first_arch(root);
     if (!arch) {
         st = qv_fail(QV_ERR_INVALID, "%s: missing field \"architectures\"", file);
         goto done;
     }
-    copy_str(cfg->architecture, sizeof cfg->architecture, arch);
+    qv_cfg_copy_str(cfg->architecture, sizeof cfg->architecture, arch);
     const char *dt = NULL;
     QV_CHECK(st = qv_json_str_opt(root, "torch_dtype", file, &dt), done);
     if (!dt)
         QV_CHECK(st = qv_json_str_opt(root, "dtype", file, &dt), done);
-    copy_str(cfg->torch_dtype, sizeof cfg->torch_dtype, dt);
-
-    if (!strcmp(arch, "InternVLChatModel")) {
-        qv_json *lc, *vc;
-        QV_CHECK(st = qv_json_obj(root, "llm_config", file, &lc), done);
-        QV_CHECK(st = qv_json_obj(root, "vision_config", file, &vc), done);
-        const char *larch = first_arch(lc);
-        if (!larch) {
-            st = qv_fail(QV_ERR_INVALID, "%s: missing field \"llm_config.architectures\"", file);
-            goto done;
-        }
-        QV_CHECK(st = parse_llm(lc, file, "llm_config.", larch, &cfg->llm), done);
-        QV_CHECK(st = parse_internvit(vc, file, &cfg->vision), done);
-        cfg->has_vision = true;
-        const char *tmpl = "internlm2-chat", *ps = "v1";
-        QV_CHECK(st = qv_json_str_opt(root, "template", file, &tmpl), done);
-        QV_CHECK(st = qv_json_str_opt(root, "ps_version", file, &ps), done);
-        copy_str(cfg->template_name, sizeof cfg->template_name, tmpl);
-        copy_str(cfg->ps_version, sizeof cfg->ps_version, ps);
-        cfg->downsample_ratio = 0.5;
-        cfg->select_layer = -1;
-        cfg->force_image_size = cfg->vision.image_size;
-        cfg->min_dynamic_patch = 1;
-        cfg->max_dynamic_patch = 12;
-        cfg->use_thumbnail = true;
-        QV_CHECK(st = qv_json_num_opt(root, "downsample_ratio", file, &cfg->downsample_ratio), done);
-        QV_CHECK(st = qv_json_int_opt(root, "select_layer", file, &cfg->select_layer), done);
-        QV_CHECK(st = qv_json_int_opt(root, "force_image_size", file, &cfg->force_image_size), done);
-        QV_CHECK(st = qv_json_int_opt(root, "min_dynamic_patch", file, &cfg->min_dynamic_patch), done);
-        QV_CHECK(st = qv_json_int_opt(root, "max_dynamic_patch", file, &cfg->max_dynamic_patch), done);
-        QV_CHECK(st = qv_json_bool_opt(root, "use_thumbnail", file, &cfg->use_thumbnail), done);
-        if (!strcmp(tmpl, "Hermes-2") || !strcmp(tmpl, "internlm2-chat") || !strcmp(tmpl, "phi3-chat")) {
-            cfg->family = QV_FAMILY_INTERNVL2;
-        } else if (!strcmp(tmpl, "internvl2_5")) {
-            cfg->family = QV_FAMILY_INTERNVL3;
-        } else {
-            st = qv_fail(QV_ERR_UNSUPPORTED, "%s: InternVL template \"%s\" is not supported (Hermes-2, internlm2-chat, "
-                         "internvl2_5)", file, tmpl);
-            goto done;
-        }
-        if (cfg->downsample_ratio != 0.5) {
-            st = qv_fail(QV_ERR_UNSUPPORTED, "%s: downsample_ratio %g is not supported (0.5)", file, cfg->downsample_ratio);
-            goto done;
-        }
-    } else if (!strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "LlamaForCausalLM") ||
-               !strcmp(arch, "InternLM2ForCausalLM")) {
-        cfg->family = QV_FAMILY_TEXT;
-        QV_CHECK(st = parse_llm(root, file, "", arch, &cfg->llm), done);
-    } else if (!strcmp(arch, "Qwen2VLForConditionalGeneration") || !strcmp(arch, "Qwen2_5_VLForConditionalGeneration")) {
-        cfg->family = QV_FAMILY_QWEN2_VL;
-        qv_json *tc = qv_json_get(root, "text_config"), *vc;
-        QV_CHECK(st = parse_llm(qv_json_is_type(tc, json_type_object) ? tc : root, file, "", arch, &cfg->llm), done);
-        QV_CHECK(st = qv_json_obj(root, "vision_config", file, &vc), done);
-        if (!strcmp(arch, "Qwen2_5_VLForConditionalGeneration"))
-            QV_CHECK(st = parse_qwen25vl_vision(vc, file, &cfg->vision), done);
-        else
-            QV_CHECK(st = parse_qwen2vl_vision(vc, file, &cfg->vision), done);
-        cfg->has_vision = true;
-        QV_CHECK(st = opt_id(root, "image_token_id", file, &cfg->image_token_id), done);
-        QV_CHECK(st = opt_id(root, "vision_start_token_id", file, &cfg->vision_start_id), done);
-        QV_CHECK(st = opt_id(root, "vision_end_token_id", file, &cfg->vision_end_id), done);
-    } else if (!strcmp(arch, "LlavaQwenForCausalLM")) {
-        cfg->family = QV_FAMILY_LLAVA_ONEVISION;
-        QV_CHECK(st = parse_llm(root, file, "", arch, &cfg->llm), done);
-        cfg->has_vision = true;
-        copy_str(cfg->vision.model_type, sizeof cfg->vision.model_type, "siglip_vision_model");
-        QV_CHECK(st = qv_json_int_opt(root, "mm_hidden_size", file, &cfg->vision.hidden), done);
-    } else {
+    qv_cfg_copy_str(cfg->torch_dtype, sizeof cfg->torch_dtype, dt);
+    if (!(fam = qv_family_by_architecture(arch))) {
         st = qv_fail(QV_ERR_UNSUPPORTED, "%s: architecture \"%s\" is not supported (supported: %s)", file, arch,
-                     k_supported);
+                     qv_supported_architectures());
+        goto done;
     }
+    cfg->family = fam->id; /* the parser may move it to a sibling entry (InternVL2 / InternVL3) */
+    st = fam->parse_config(root, arch, file, cfg);
 done:
     qv_json_free(root);
     if (st != QV_OK) {
@@ -423,34 +260,8 @@ const char *qv_part_name(qv_part p)
     return (unsigned)p < QV_PART_COUNT ? names[p] : "?";
 }
 
-static bool starts(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
-
-qv_part qv_model_part_of(const qv_model_config *cfg, const char *n)
+qv_part qv_model_part_of(const qv_model_config *cfg, const char *tensor_name)
 {
-    switch (cfg->family) {
-    case QV_FAMILY_INTERNVL2:
-    case QV_FAMILY_INTERNVL3:
-        if (starts(n, "vision_model.") || starts(n, "model.vision_tower."))
-            return QV_PART_VISION;
-        if (starts(n, "mlp1.") || starts(n, "model.multi_modal_projector."))
-            return QV_PART_PROJECTOR;
-        return QV_PART_LLM;
-    case QV_FAMILY_QWEN2_VL:
-        if (starts(n, "visual.merger.") || starts(n, "model.visual.merger."))
-            return QV_PART_PROJECTOR;
-        if (starts(n, "visual.") || starts(n, "model.visual."))
-            return QV_PART_VISION;
-        return QV_PART_LLM;
-    case QV_FAMILY_LLAVA_ONEVISION:
-        if (starts(n, "model.vision_tower.") || starts(n, "vision_tower.") || starts(n, "model.vision_tower"))
-            return QV_PART_VISION;
-        if (starts(n, "model.mm_projector.") || starts(n, "model.image_newline") ||
-            starts(n, "model.multi_modal_projector.") || starts(n, "multi_modal_projector.") ||
-            starts(n, "image_newline"))
-            return QV_PART_PROJECTOR;
-        return QV_PART_LLM;
-    case QV_FAMILY_TEXT:
-        return QV_PART_LLM;
-    }
-    return QV_PART_LLM;
+    const qv_family *f = qv_family_get(cfg->family);
+    return f->part_of ? f->part_of(tensor_name) : QV_PART_LLM;
 }

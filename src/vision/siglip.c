@@ -26,6 +26,31 @@ static qv_status read_int(const qv_json *o, const char *key, const char *file, i
     return QV_OK;
 }
 
+qv_status qv_siglip_config_parse(const qv_json *o, const char *file, qv_vision_config *vc)
+{
+    memset(vc, 0, sizeof *vc);
+    snprintf(vc->model_type, sizeof vc->model_type, "siglip_vision_model");
+    const char *act = "gelu_pytorch_tanh";
+    vc->channels = 3;
+    vc->norm_eps = 1e-6;
+    vc->norm = QV_NORM_LAYER;
+    vc->qkv_bias = true;
+    QV_TRY(read_int(o, "hidden_size", file, &vc->hidden));
+    QV_TRY(read_int(o, "intermediate_size", file, &vc->intermediate));
+    QV_TRY(read_int(o, "num_hidden_layers", file, &vc->n_layers));
+    QV_TRY(read_int(o, "num_attention_heads", file, &vc->n_heads));
+    QV_TRY(read_int(o, "image_size", file, &vc->image_size));
+    QV_TRY(read_int(o, "patch_size", file, &vc->patch_size));
+    QV_TRY(qv_json_int_opt(o, "num_channels", file, &vc->channels));
+    QV_TRY(qv_json_num_opt(o, "layer_norm_eps", file, &vc->norm_eps));
+    QV_TRY(qv_json_str_opt(o, "hidden_act", file, &act));
+    snprintf(vc->hidden_act, sizeof vc->hidden_act, "%s", act);
+    if (vc->hidden % vc->n_heads || vc->patch_size > vc->image_size)
+        return qv_fail(QV_ERR_INVALID, "%s: hidden_size %lld / %lld heads / patch %lld are inconsistent", file,
+                       (long long)vc->hidden, (long long)vc->n_heads, (long long)vc->patch_size);
+    return QV_OK;
+}
+
 qv_status qv_siglip_config_load(const char *model_dir, const char *tower, qv_vision_config *vc)
 {
     memset(vc, 0, sizeof *vc);
@@ -49,33 +74,13 @@ qv_status qv_siglip_config_load(const char *model_dir, const char *tower, qv_vis
     }
     qv_json *root = NULL;
     qv_status st = qv_json_load_file(file, 0, &root);
-    if (st != QV_OK) {
-        qv_free(file);
-        return st;
+    if (st == QV_OK) {
+        const qv_json *o = root;
+        qv_json *sub = qv_json_get(root, "vision_config"); /* a full SiglipConfig */
+        if (qv_json_is_type(sub, json_type_object))
+            o = sub;
+        st = qv_siglip_config_parse(o, file, vc);
     }
-    const qv_json *o = root;
-    qv_json *sub = qv_json_get(root, "vision_config"); /* a full SiglipConfig */
-    if (qv_json_is_type(sub, json_type_object))
-        o = sub;
-    const char *act = "gelu_pytorch_tanh";
-    vc->channels = 3;
-    vc->norm_eps = 1e-6;
-    vc->norm = QV_NORM_LAYER;
-    vc->qkv_bias = true;
-    QV_CHECK(st = read_int(o, "hidden_size", file, &vc->hidden), done);
-    QV_CHECK(st = read_int(o, "intermediate_size", file, &vc->intermediate), done);
-    QV_CHECK(st = read_int(o, "num_hidden_layers", file, &vc->n_layers), done);
-    QV_CHECK(st = read_int(o, "num_attention_heads", file, &vc->n_heads), done);
-    QV_CHECK(st = read_int(o, "image_size", file, &vc->image_size), done);
-    QV_CHECK(st = read_int(o, "patch_size", file, &vc->patch_size), done);
-    QV_CHECK(st = qv_json_int_opt(o, "num_channels", file, &vc->channels), done);
-    QV_CHECK(st = qv_json_num_opt(o, "layer_norm_eps", file, &vc->norm_eps), done);
-    QV_CHECK(st = qv_json_str_opt(o, "hidden_act", file, &act), done);
-    snprintf(vc->hidden_act, sizeof vc->hidden_act, "%s", act);
-    if (vc->hidden % vc->n_heads || vc->patch_size > vc->image_size)
-        st = qv_fail(QV_ERR_INVALID, "%s: hidden_size %lld / %lld heads / patch %lld are inconsistent", file,
-                     (long long)vc->hidden, (long long)vc->n_heads, (long long)vc->patch_size);
-done:
     qv_json_free(root);
     qv_free(file);
     return st;

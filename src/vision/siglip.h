@@ -7,9 +7,11 @@
  * of the config's num_hidden_layers and returns hidden_states[-1] without post_layernorm — the
  * "select layer −2" of the full tower (26 of so400m's 27). Layers: LayerNorm, separate q/k/v
  * with biases, out_proj, gelu_pytorch_tanh MLP.
- * The tower's config.json is read from the model's mm_vision_tower folder (a path relative to
- * the model folder, or absolute); when that folder does not exist and the name is the hub id
- * of google/siglip-so400m-patch14-384, that model's published dimensions are used.
+ * lmms-lab: the tower's config.json is read from the model's mm_vision_tower folder (a path
+ * relative to the model folder, or absolute); when that folder does not exist and the name is
+ * the hub id of google/siglip-so400m-patch14-384, that model's published dimensions are used.
+ * llava-hf: the config's inline vision_config (qv_siglip_config_parse, vision.h), with
+ * vision_feature_layer choosing the layers run.
  * Checkpoint roots: lmms-lab `model.vision_tower.vision_tower.vision_model.`, llava-hf
  * `vision_tower.vision_model.`, transformers-5 runtime `model.vision_tower.vision_model.` and
  * `model.vision_tower.`. */

@@ -1,11 +1,13 @@
-/* vision.c — the one dispatch point between the towers: opening a model's tower and projector,
- * chunk sizes, and units of pixels → LLM-width feature rows with their dumps (vision.h). */
+/* vision.c — the one dispatch point between the towers: the openers of each tower and projector
+ * (which the family table points at), chunk sizes, and units of pixels → LLM-width feature rows
+ * with their dumps (vision.h). */
 #include "vision.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "../core/fsutil.h"
+#include "../family/family.h"
 #include "../io/json.h"
 #include "../nn/matmul.h"
 #include "vision_internal.h"
@@ -59,9 +61,10 @@ static qv_status added_token_id(const char *dir, const char *token, int64_t *id)
 
 static bool has(const qv_checkpoint *ck, const char *name) { return qv_checkpoint_find(ck, name, NULL) != NULL; }
 
-static qv_status open_internvl(qv_vision *v, const char *model_dir)
+qv_status qv_vision_open_internvit(qv_vision *v, const char *model_dir)
 {
     const qv_model_config *cfg = v->cfg;
+    v->kind = QV_VISION_INTERNVIT;
     QV_TRY(qv_internvit_open(v->ck, &cfg->vision, cfg->select_layer, v->dt, &v->ivit));
     v->Dv = cfg->vision.hidden;
     v->tile = cfg->force_image_size > 0 ? cfg->force_image_size : cfg->vision.image_size;
@@ -95,9 +98,11 @@ static qv_status open_internvl(qv_vision *v, const char *model_dir)
     return added_token_id(model_dir, "<IMG_CONTEXT>", &v->image_token);
 }
 
-static qv_status open_qwen2vl(qv_vision *v)
+qv_status qv_vision_open_qwen2vl(qv_vision *v, const char *model_dir)
 {
+    (void)model_dir;
     const qv_vision_config *vc = &v->cfg->vision;
+    v->kind = QV_VISION_QWEN2VL;
     QV_TRY(qv_qwen2vl_vit_open(v->ck, vc, v->dt, &v->qvit));
     v->Dv = vc->hidden;
     const int64_t mm = vc->spatial_merge_size * vc->spatial_merge_size;
@@ -123,33 +128,25 @@ static qv_status open_qwen2vl(qv_vision *v)
     return QV_OK;
 }
 
-static qv_status open_llava(qv_vision *v, const char *model_dir)
+qv_status qv_vision_open_siglip(qv_vision *v, const char *model_dir)
 {
-    const char *file = v->cfg->path;
-    qv_json *root = NULL;
-    QV_TRY(qv_json_load_file(file, 0, &root));
-    const char *tower = NULL, *proj = "linear", *merge = "flat";
-    qv_vision_config vc;
-    qv_status st = qv_json_str(root, "mm_vision_tower", file, &tower);
-    if (st == QV_OK)
-        st = qv_json_str_opt(root, "mm_projector_type", file, &proj);
-    if (st == QV_OK)
-        st = qv_json_str_opt(root, "mm_patch_merge_type", file, &merge);
-    if (st == QV_OK && strcmp(proj, "mlp2x_gelu") != 0)
-        st = qv_fail(QV_ERR_UNSUPPORTED, "%s: mm_projector_type \"%s\" is not supported (mlp2x_gelu)", file, proj);
-    const char *side = "right";
-    if (st == QV_OK)
-        st = qv_json_int_opt(root, "tokenizer_model_max_length", file, &v->llava_max_len);
-    if (st == QV_OK)
-        st = qv_json_str_opt(root, "tokenizer_padding_side", file, &side);
-    v->llava_left_pad = st == QV_OK && !strcmp(side, "left");
-    if (st == QV_OK)
-        st = qv_siglip_config_load(model_dir, tower, &vc);
-    const bool newline = st == QV_OK && strstr(merge, "unpad") != NULL;
-    qv_json_free(root);
-    QV_TRY(st);
-    /* LLaVA-NeXT deletes the last encoder layer: hidden_states[-1] of the rest = layer −2 */
-    QV_TRY(qv_siglip_open(v->ck, &vc, vc.n_layers - 1, v->dt, &v->sig));
+    const qv_model_config *cfg = v->cfg;
+    const char *file = cfg->path;
+    v->kind = QV_VISION_SIGLIP;
+    if (!cfg->llava.vision_tower[0] && !cfg->vision.n_layers)
+        return qv_fail(QV_ERR_INVALID, "%s: missing field \"mm_vision_tower\"", file);
+    if (strcmp(cfg->llava.projector, "mlp2x_gelu") != 0)
+        return qv_fail(QV_ERR_UNSUPPORTED, "%s: mm_projector_type \"%s\" is not supported (mlp2x_gelu)", file,
+                       cfg->llava.projector);
+    v->llava_max_len = cfg->llava.max_length;
+    v->llava_left_pad = cfg->llava.left_pad;
+    const bool newline = cfg->llava.image_newline;
+    qv_vision_config vc = cfg->vision; /* llava-hf: inline */
+    if (cfg->llava.vision_tower[0])
+        QV_TRY(qv_siglip_config_load(model_dir, cfg->llava.vision_tower, &vc));
+    const int64_t n_run = vc.n_layers + 1 + cfg->llava.feature_layer;
+    /* lmms-lab: LLaVA-NeXT deletes the last encoder layer, hidden_states[-1] of the rest = layer −2 */
+    QV_TRY(qv_siglip_open(v->ck, &vc, n_run, v->dt, &v->sig));
     v->Dv = vc.hidden;
     v->tile = vc.image_size;
     qv_proj_mlp *p = &v->proj;
@@ -213,24 +210,10 @@ qv_status qv_vision_open(const qv_model_config *cfg, const qv_checkpoint *ck, co
     if (!v)
         return QV_ERR_NOMEM;
     v->cfg = cfg, v->ck = ck, v->dt = dt, v->C = cfg->llm.hidden;
-    qv_status st;
-    switch (cfg->family) {
-    case QV_FAMILY_INTERNVL2:
-    case QV_FAMILY_INTERNVL3:
-        v->kind = QV_VISION_INTERNVIT;
-        st = open_internvl(v, model_dir);
-        break;
-    case QV_FAMILY_QWEN2_VL:
-        v->kind = QV_VISION_QWEN2VL;
-        st = open_qwen2vl(v);
-        break;
-    case QV_FAMILY_LLAVA_ONEVISION:
-        v->kind = QV_VISION_SIGLIP;
-        st = open_llava(v, model_dir);
-        break;
-    default:
-        st = qv_fail(QV_ERR_UNSUPPORTED, "%s: no vision tower for family %s", cfg->path, qv_family_name(cfg->family));
-    }
+    const qv_family *fam = qv_family_get(cfg->family);
+    qv_status st = fam->vision_open ? fam->vision_open(v, model_dir)
+                                    : qv_fail(QV_ERR_UNSUPPORTED, "%s: no vision tower for family %s", cfg->path,
+                                              fam->name);
     if (st != QV_OK) {
         qv_vision_close(v);
         return st;

@@ -28,6 +28,7 @@
 #ifndef QV_VISION_H
 #define QV_VISION_H
 
+#include "../io/json.h"
 #include "../io/safetensors.h"
 #include "../llm/batch.h"
 #include "../llm/forward.h"
@@ -44,12 +45,23 @@ typedef struct qv_vision_opts {
 
 typedef struct qv_vision qv_vision;
 
+/* A SiglipVisionConfig object (a tower's config.json, or llava-hf's inline vision_config) into
+ * vc; `file` names the source in errors (siglip.c). */
+qv_status qv_siglip_config_parse(const qv_json *o, const char *file, qv_vision_config *vc);
+
 /* Opens the tower and projector of a multimodal model config. The checkpoint and the config
  * are borrowed and must outlive the handle. model_dir locates the tokenizer files (InternVL's
  * <IMG_CONTEXT> id) and LLaVA's mm_vision_tower folder. Every tensor is checked up front. */
 qv_status qv_vision_open(const qv_model_config *cfg, const qv_checkpoint *ck, const char *model_dir,
                          const qv_vision_opts *opts, qv_vision **out);
 void qv_vision_close(qv_vision *v);
+
+/* The tower openers the family table points at (src/family/family.h vision_open). Each fills
+ * the fresh handle qv_vision_open made (config, checkpoint, compute dtype and LLM width set)
+ * with its tower, projector and image token, and sets its kind. */
+qv_status qv_vision_open_internvit(qv_vision *v, const char *model_dir);
+qv_status qv_vision_open_qwen2vl(qv_vision *v, const char *model_dir);
+qv_status qv_vision_open_siglip(qv_vision *v, const char *model_dir);
 
 qv_vision_kind qv_vision_kind_of(const qv_vision *v);
 int64_t qv_vision_hidden(const qv_vision *v);       /* tower width */
