@@ -4,7 +4,8 @@
  *
  * The calibration batch is built once per output folder (src/calib/batch.h), kept in
  * DIR/progress/calib_batch.safetensors so a resumed run does not decode the images again, and
- * turned into layer-0 inputs by the model's vision tower (src/vision/vision.h). */
+ * turned into layer-0 inputs by the model's vision tower (src/vision/vision.h); method fp8 runs the
+ * tower again through its per-Linear hook (statistics, then the fake-quantized tower). */
 #include <stdio.h>
 #include <string.h>
 
@@ -43,6 +44,36 @@ static void on_progress(void *ctx, size_t done, size_t total)
     (void)done;
 }
 
+/* b->inputs_embeds from the images of the batch file at path through the vision tower, with an
+ * optional per-Linear hook (method fp8). */
+static qv_status embed_file(qv_llm *m, const char *path, const qv_vision_hook *hook, qv_llm_batch *b)
+{
+    qv_vision *vis = NULL;
+    qv_mm_batch mb = {0};
+    bool images = false;
+    const qv_vision_opts vo = {m->dt, 0, 0, qv_cli.max_memory / 4, hook};
+    qv_status st = qv_vision_open(&m->cfg, m->ck, m->dir, &vo, &vis);
+    if (st == QV_OK)
+        st = qv_mm_batch_load(path, vis, &mb, &images);
+    if (st == QV_OK && images)
+        st = qv_mm_batch_embed(vis, m, &mb, b, NULL);
+    qv_mm_batch_free(&mb);
+    qv_vision_close(vis);
+    return st;
+}
+
+static qv_status embed_images(void *vctx, qv_llm *m, const qv_run_config *rc, const qv_vision_hook *hook, qv_llm_batch *b)
+{
+    batch_ctx *c = vctx;
+    (void)rc;
+    if (!m->cfg.has_vision)
+        return QV_OK;
+    char *path = qv_asprintf("%s/progress/calib_batch.safetensors", c->dir);
+    qv_status st = path ? embed_file(m, path, hook, b) : QV_ERR_NOMEM;
+    qv_free(path);
+    return st;
+}
+
 static qv_status get_batch(void *vctx, qv_llm *m, const qv_run_config *rc, qv_llm_batch *b)
 {
     batch_ctx *c = vctx;
@@ -66,17 +97,7 @@ static qv_status get_batch(void *vctx, qv_llm *m, const qv_run_config *rc, qv_ll
     if (st == QV_OK)
         st = qv_llm_batch_load(path, b);
     if (st == QV_OK && m->cfg.has_vision) {
-        qv_vision *vis = NULL;
-        qv_mm_batch mb = {0};
-        bool images = false;
-        const qv_vision_opts vo = {m->dt, 0, 0, qv_cli.max_memory / 4};
-        st = qv_vision_open(&m->cfg, m->ck, m->dir, &vo, &vis);
-        if (st == QV_OK)
-            st = qv_mm_batch_load(path, vis, &mb, &images);
-        if (st == QV_OK && images)
-            st = qv_mm_batch_embed(vis, m, &mb, b, NULL);
-        qv_mm_batch_free(&mb);
-        qv_vision_close(vis);
+        st = embed_file(m, path, NULL, b);
         if (st != QV_OK)
             qv_llm_batch_free(b);
     }
@@ -97,7 +118,8 @@ static int run_export(const qv_run_config *rc, const char *scales_dir, bool forc
     eo.model = rc->pretrained;
     eo.scales = scales_dir;
     eo.out = rc->export.path;
-    eo.recipe = rc->export.recipe;
+    /* an fp8 run leaves the scheme it used in DIR/recipe.yaml, which the export reads */
+    eo.recipe = rc->method == QV_METHOD_FP8 ? NULL : rc->export.recipe;
     if (!qv_format_parse(qv_export_format_name(rc->export.format), &eo.format)) {
         qv_fail(QV_ERR_INVALID, "%s: export: unknown format", rc->file);
         return qv_cli_fail();
@@ -119,7 +141,7 @@ static int run_export(const qv_run_config *rc, const char *scales_dir, bool forc
 
 int qv_cmd_quantize(int argc, char **argv)
 {
-    const char *out = NULL;
+    const char *out = NULL, *recipe = NULL;
     bool force = false, skip = false, repeat = false;
     int64_t only = -1;
     const qv_opt opts[] = {
@@ -129,6 +151,9 @@ int qv_cmd_quantize(int argc, char **argv)
         {"allow-repeat", 0, QV_OPT_FLAG, &repeat, NULL,
          "n_samples above the number of captions: repeat samples as the MBQ reference does"},
         {"run", 0, QV_OPT_INT, &only, "N", "only run N of a multi-run CONFIG"},
+        {"recipe", 0, QV_OPT_STR, &recipe, "FILE",
+         "method fp8: llm-compressor recipe (YAML/JSON) giving the FP8 scheme, targets, ignore list and "
+         "kv_cache_scheme (default: the run's export.recipe, else FP8_DYNAMIC on the LLM Linears)"},
         {0},
     };
     const qv_cli_cmd cmd = {"quantize", "CONFIG [-o DIR]",
@@ -170,7 +195,7 @@ int qv_cmd_quantize(int argc, char **argv)
         const char *dir = out ? out : run->scale_dir;
         batch_ctx bc = {.dir = dir, .skip_bad = skip, .allow_repeat = repeat};
         qv_quantize_io io = {.out_dir = dir, .force = force, .log = qv_cli.quiet ? NULL : stderr,
-                             .get_batch = get_batch, .batch_ctx = &bc};
+                             .get_batch = get_batch, .batch_ctx = &bc, .embed_images = embed_images, .recipe = recipe};
         if (qv_quantize(run, &io) != QV_OK) {
             rc = qv_cli_fail();
             break;

@@ -16,6 +16,7 @@
 #include "../llm/backward.h"
 #include "../llm/forward.h"
 #include "../nn/matmul.h"
+#include "fp8.h"
 #include "layerwise.h"
 #include "qlayer.h"
 #include "smooth.h"
@@ -102,8 +103,7 @@ static qv_status check_method(const qv_run_config *rc, const qv_llm *m)
     case QV_METHOD_NONE:
         return qv_fail(QV_ERR_INVALID, "%s: method is null: nothing to quantize", f);
     case QV_METHOD_FP8:
-        return qv_fail(QV_ERR_UNSUPPORTED, "%s: method fp8 is not available in qvlm quantize yet (use qvlm export "
-                       "--format fp8)", f);
+        return QV_OK; /* the scheme is checked by fp8.c */
     default:
         break;
     }
@@ -515,6 +515,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     bool have_batch = false;
     qv_qresult res = {0};
     qv_scales sc = {0};
+    qv_fp8_model fm = {0};
     double t0 = now_s();
     if (!rc->pretrained)
         return qv_fail(QV_ERR_INVALID, "%s: model_args names no pretrained model folder", rc->file);
@@ -534,12 +535,26 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     QV_CHECK(st = qv_llm_open(rc->pretrained, &lo, &r.m), done);
     qv_quant_opts_from_run(&r.o, rc, T);
     QV_CHECK(st = check_method(rc, r.m), done);
+    if (io->recipe && rc->method != QV_METHOD_FP8) {
+        st = qv_fail(QV_ERR_INVALID, "%s: --recipe %s applies to method fp8, not %s", rc->file, io->recipe,
+                     qv_method_name(rc->method));
+        goto done;
+    }
+    if (rc->method == QV_METHOD_FP8) /* the scheme, checked before anything is written */
+        QV_CHECK(st = qv_fp8_prepare(&fm, r.m, rc, io, T), done);
     r.signature = make_signature(&r);
     if (!r.signature) {
         st = QV_ERR_NOMEM;
         goto done;
     }
     QV_CHECK(st = prepare_dir(&r), done);
+    if (rc->method == QV_METHOD_FP8) { /* one calibration pass instead of a search (fp8.h) */
+        qv_fp8_times ft;
+        QV_CHECK(st = qv_fp8_quantize(&fm, r.m, rc, io, r.dir, &ft), done);
+        r.t_calib = ft.calib, r.t_search = ft.stats, r.t_eval = ft.eval;
+        qv_mem_sample(&r.mem);
+        goto timings;
+    }
     logf_(io, "qvlm: %s %s w%d%s on %s (%s arithmetic, %s matmuls) -> %s\n", qv_method_name(rc->method),
           r.o.wa ? "W-A" : "W-only", rc->w_bit, r.o.wa ? "" : "", rc->pretrained, dtype_word(T), qv_dtype_name(r.m->dt),
           r.dir);
@@ -675,6 +690,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     r.t_eval = now_s() - t;
     qv_mem_sample(&r.mem);
 
+timings:;
     qv_strbuf tj;
     qv_sb_init(&tj);
     qv_sb_printf(&tj, "{\"calibration\": %.3f, \"gradients\": %.3f, \"search\": %.3f, \"eval\": %.3f, \"total\": %.3f, "
@@ -686,6 +702,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     if (st == QV_OK)
         logf_(io, "qvlm: wrote %s/{scales.safetensors,search.json,eval.json,timings.json}\n", r.dir);
 done:
+    qv_fp8_close(&fm);
     qv_scales_free(&sc);
     qv_qresult_free(&res);
     if (have_batch)
