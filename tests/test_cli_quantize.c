@@ -284,3 +284,31 @@ Test(cli_quantize, llava_onevision_reference_runs, .timeout = 1800)
     check_against_golden("llava-onevision-qwen2-tiny", "mbq_w3g128", "mbq_w3g128_reweight_mae", 1e-4);
     check_against_golden("llava-onevision-qwen2-tiny", "rtn_w3g128", "rtn_w3g128", 1e-4);
 }
+
+/* eval_data_path: the held-out caption evaluation lands in eval.json beside the calibration loss
+ * (here the held-out set is the calibration set, so the numbers must agree). */
+Test(cli_quantize, heldout_evaluation_in_eval_json, .timeout = 600)
+{
+    char *conf = config_with("internvl2-qwen2-tiny", "rtn_w3g128", "eval_data_path",
+                             "tests/fixtures/calib/captions_sharegpt4v.json");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "echo 'eval_image_folder: tests/fixtures/calib/images' >> '%s'", conf);
+    cr_assert_eq(system(cmd), 0);
+    char *dir = qt_tmpdir(), *out, *err;
+    cr_assert_eq(qt_run_cli(&out, &err, "quantize '%s' -o '%s' --quiet", conf, dir), 0, "%s", err);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/eval.json", dir);
+    qv_json *j;
+    cr_assert_eq(qv_json_load_file(p, 0, &j), QV_OK);
+    qv_json *ho = qv_json_get(j, "heldout"), *fp = qv_json_get(ho, "fp"), *q = qv_json_get(ho, "quantized");
+    cr_assert(fp && q, "eval.json lacks heldout.fp / heldout.quantized");
+    double loss = json_object_get_double(qv_json_get(j, "loss"));
+    cr_expect_leq(fabs(json_object_get_double(qv_json_get(q, "nll")) - loss), 1e-5);
+    cr_expect_eq(json_object_get_double(qv_json_get(fp, "kl_to_fp")), 0.0);
+    cr_expect_gt(json_object_get_double(qv_json_get(q, "kl_to_fp")), 0.0);
+    qv_json_free(j);
+    free(out);
+    free(err);
+    free(conf);
+    free(dir);
+}

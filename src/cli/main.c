@@ -19,7 +19,7 @@ static const cmd_entry commands[] = {
     {"calib", qv_cmd_calib, "the calibration batch a run config describes (ids, labels, masks, pixels, prompts)"},
     {"quantize", qv_cmd_quantize, "calibration, search, evaluation and export of a YAML run configuration"},
     {"forward", qv_cmd_forward, "forward of the model on a batch (images through the vision tower): loss, NLL, logits"},
-    {"eval", qv_cmd_eval, "perplexity of the language model on a text file (--task ppl)"},
+    {"eval", qv_cmd_eval, "quality of quantized models vs full precision: caption NLL, accuracy, KL, vision reliance; ppl"},
     {"export", qv_cmd_export, "write a quantized checkpoint (fake, awq, gptq, compressed-tensors, fp8) or MBQ's .pt"},
     {"verify", qv_cmd_verify, "unpack a quantized checkpoint and compare it with the fake-quantized weights"},
     {"bench", qv_cmd_bench, "benchmarks: kernels (SIMD vs memcpy and scalar), vit (InternViT-300M tiles/s), layer (decoder layer)"},

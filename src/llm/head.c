@@ -111,6 +111,109 @@ done:
     return st;
 }
 
+/* ---- several models on the same rows (head.h qv_llm_head_compare) ---------------------------- */
+
+typedef struct cmp_state {
+    float mx;       /* log-sum-exp shift: the largest logit so far */
+    float best;     /* argmax value (strict >: the first maximum wins) */
+    int64_t arg;
+    float zt;       /* target logit */
+    double sum;     /* Σ exp(z − mx) */
+    double cross;   /* models k ≥ 1: Σ exp(a − mx_ref)·(a − b), a = the reference's logits */
+} cmp_state;
+
+/* Folds one chunk of a row's logits z [nv] (vocabulary v0..) into s: max, argmax, target, sum. */
+static void cmp_fold(cmp_state *s, const float *z, int64_t nv, int64_t v0, int64_t tg)
+{
+    float cm = -INFINITY;
+    for (int64_t v = 0; v < nv; v++) {
+        cm = fmaxf(cm, z[v]);
+        if (z[v] > s->best) {
+            s->best = z[v];
+            s->arg = v0 + v;
+        }
+    }
+    const float nm = fmaxf(s->mx, cm);
+    const double f = s->mx == -INFINITY ? 0 : exp((double)s->mx - nm);
+    double acc = 0;
+    for (int64_t v = 0; v < nv; v++)
+        acc += exp((double)z[v] - nm);
+    s->sum = s->sum * f + acc;
+    s->mx = nm;
+    if (tg >= v0 && tg < v0 + nv)
+        s->zt = z[tg - v0];
+}
+
+qv_status qv_llm_head_compare(const qv_llm *m, const float *const *rows, int nm, int64_t n, const int64_t *targets,
+                              qv_llm_head_stat *stats)
+{
+    if (n <= 0)
+        return QV_OK;
+    const int64_t K = (int64_t)nm + 1, C = m->C, V = m->V, vc = QV_MIN((int64_t)VCHUNK, V);
+    /* all models' logit tiles at once: keep them near RCHUNK·VCHUNK·4 floats together */
+    const int64_t rc = QV_MIN(QV_MAX((int64_t)16, 4 * (int64_t)RCHUNK / K), n);
+    cmp_state *cs = qv_malloc((size_t)(K * n) * sizeof *cs, "head statistics");
+    void *wbuf = m->head.dtype == m->dt ? NULL : qv_aligned_alloc(64, (size_t)(vc * C) * qv_dtype_size(m->dt), "head chunk");
+    float *z = qv_aligned_alloc(64, (size_t)(K * rc * vc) * sizeof *z, "logits tiles");
+    qv_status st = QV_OK;
+    if (!cs || !z || (m->head.dtype != m->dt && !wbuf)) {
+        st = QV_ERR_NOMEM;
+        goto done;
+    }
+    for (int64_t i = 0; i < K * n; i++)
+        cs[i] = (cmp_state){.mx = -INFINITY, .best = -INFINITY, .arg = -1, .zt = NAN};
+    for (int64_t v0 = 0; v0 < V; v0 += vc) {
+        const int64_t nv = QV_MIN(vc, V - v0);
+        const void *w;
+        QV_CHECK(st = head_chunk(m, v0, nv, wbuf, &w), done);
+        for (int64_t r0 = 0; r0 < n; r0 += rc) {
+            const int64_t mr = QV_MIN(rc, n - r0);
+            for (int64_t k = 0; k < K; k++)
+                QV_CHECK(st = qv_llm_matmul_nk(m, mr, nv, C, rows[k] + r0 * C, w, z + k * rc * vc, 0), done);
+#pragma omp parallel for schedule(static) if (K * mr * nv >= 65536)
+            for (int64_t r = 0; r < mr; r++) {
+                const int64_t row = r0 + r, tg = targets ? targets[row] : -1;
+                const float *a = z + r * nv;
+                cmp_state *ref = &cs[row];
+                const float mx_old = ref->mx;
+                cmp_fold(ref, a, nv, v0, tg);
+                /* Σ exp(a − mx)·(a − b) under the reference's (possibly raised) shift */
+                const double f = mx_old == -INFINITY ? 0 : exp((double)mx_old - ref->mx);
+                for (int64_t k = 1; k < K; k++) {
+                    const float *b = z + k * rc * vc + r * nv;
+                    cmp_state *s = &cs[k * n + row];
+                    double acc = 0;
+                    for (int64_t v = 0; v < nv; v++)
+                        acc += exp((double)a[v] - ref->mx) * ((double)a[v] - (double)b[v]);
+                    s->cross = s->cross * f + acc;
+                    cmp_fold(s, b, nv, v0, tg);
+                }
+            }
+        }
+    }
+    for (int64_t r = 0; r < n; r++) {
+        const double lse_ref = (double)cs[r].mx + log(cs[r].sum);
+        for (int64_t k = 0; k < K; k++) {
+            const cmp_state *s = &cs[k * n + r];
+            const double lse = (double)s->mx + log(s->sum);
+            qv_llm_head_stat *o = &stats[k * n + r];
+            o->nll = targets ? lse - (double)s->zt : NAN;
+            o->argmax = s->arg;
+            if (k == 0) {
+                o->kl = 0;
+            } else {
+                const double kl = s->cross / cs[r].sum - lse_ref + lse;
+                o->kl = kl > 0 ? kl : isnan(kl) ? kl : 0;
+            }
+        }
+    }
+done:
+    qv_free(cs);
+    qv_free(wbuf);
+    qv_free(z);
+    return st;
+}
+
 /* dn [M, C] += dz [M, nv] · W [nv, C] in the compute dtype. */
 static qv_status matmul_kn(const qv_llm *m, int64_t M, int64_t nv, const float *dz, const void *w, float *dn)
 {

@@ -88,7 +88,10 @@ qv_status qv_fp8_prepare(qv_fp8_model *f, const qv_llm *m, const qv_run_config *
     QV_TRY(qv_fp8_open(f, m, io->recipe ? io->recipe : rc->export.recipe, T));
     qv_status st = QV_OK;
     const bool data = io->get_batch && rc->data_path;
-    if (!data && qv_fp8_needs_stats(f))
+    if (rc->eval_data_path)
+        st = qv_fail(QV_ERR_UNSUPPORTED, "%s: eval_data_path: the held-out evaluation does not run FP8 models yet (the "
+                     "run's eval.json holds the FP8 model's calibration loss)", rc->file);
+    else if (!data && qv_fp8_needs_stats(f))
         st = qv_fail(QV_ERR_INVALID, "%s: the FP8 scheme of %s has static scales (inputs or KV cache), which need "
                      "calibration data (calib_data/data_path)", rc->file, f->rc.path);
     else if (data && qv_fp8_has_vision(f) && m->cfg.has_vision && !io->embed_images)

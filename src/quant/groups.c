@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../core/comm.h"
 #include "quant.h"
 
 void qv_quant_opts_from_run(qv_quant_opts *o, const qv_run_config *rc, qv_dtype T)
@@ -132,21 +133,54 @@ void qv_grid_scale(float *out, const float *m, int64_t n, int k, int n_grid, qv_
         out[j] = to_T(out[j] / norm, T);
 }
 
-void qv_act_scale(float *out, const float *x, int64_t rows, int64_t cols, qv_dtype T, qv_fq_div division)
+static float load_t(const qv_acts *a, int64_t r, int64_t c)
 {
-    /* The reference reduces on the GPU in a tree; a double sum rounded once to fp32 is the
-     * closest portable stand-in (a sequential fp32 sum drifts by ~1e-6 over 10^3 tokens, enough
-     * to move the candidate scales by an ulp and flip near-tie weight codes). */
-    const int64_t block = 64;
-#pragma omp parallel for schedule(static) if (rows * cols >= 65536)
-    for (int64_t c0 = 0; c0 < cols; c0 += block) {
-        double acc[64] = {0};
-        const int64_t nc = QV_MIN(block, cols - c0);
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t c = 0; c < nc; c++)
-                acc[c] += fabs((double)x[r * cols + c0 + c]);
-        for (int64_t c = 0; c < nc; c++)
-            out[c0 + c] = (float)acc[c];
+    const size_t i = (size_t)(r * a->cols + c);
+    switch (a->dt) {
+    case QV_BF16: return qv_bf16_to_f32(((const uint16_t *)a->p)[i]);
+    case QV_F16: return qv_f16_to_f32(((const uint16_t *)a->p)[i]);
+    default: return ((const float *)a->p)[i];
     }
-    qv_absmean_finish(out, T, out, cols, rows, cols, division);
+}
+
+qv_status qv_act_scale(float *out, const qv_acts *x, int64_t L, qv_dtype T, qv_fq_div division)
+{
+    /* The reference reduces on the GPU in a tree; double sums rounded once to fp32 are the closest
+     * portable stand-in (a sequential fp32 sum drifts by ~1e-6 over 10^3 tokens, enough to move
+     * the candidate scales by an ulp and flip near-tie weight codes). Per sample (rows in order),
+     * then over samples in sample order on every rank (qv_comm_sum_rows): the result does not
+     * depend on the thread count, the chunking or the number of ranks. */
+    const int64_t rows = x->rows, cols = x->cols, B = rows / L, block = 64;
+    double *part = qv_malloc((size_t)(B * cols) * sizeof *part + 8, "act_scale sums");
+    double *tot = qv_malloc((size_t)cols * sizeof *tot, "act_scale sums");
+    if (!part || !tot) {
+        qv_free(part);
+        qv_free(tot);
+        return QV_ERR_NOMEM;
+    }
+#pragma omp parallel for collapse(2) schedule(static) if (rows * cols >= 65536)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t c0 = 0; c0 < cols; c0 += block) {
+            double acc[64] = {0};
+            const int64_t nc = QV_MIN(block, cols - c0);
+            for (int64_t r = b * L; r < (b + 1) * L; r++)
+                for (int64_t c = 0; c < nc; c++)
+                    acc[c] += fabs((double)load_t(x, r, c0 + c));
+            memcpy(part + b * cols + c0, acc, (size_t)nc * sizeof *acc);
+        }
+    qv_status st = qv_comm_sum_rows(part, B, cols, tot);
+    if (st == QV_OK) {
+        int64_t n_tokens = rows;
+        for (int64_t c = 0; c < cols; c++)
+            out[c] = (float)tot[c];
+        /* the token count of the whole batch (every rank's samples) */
+        double nloc[1] = {(double)rows}, ntot[1];
+        st = qv_comm_sum_rows(nloc, 1, 1, ntot);
+        n_tokens = (int64_t)ntot[0];
+        if (st == QV_OK)
+            qv_absmean_finish(out, T, out, cols, n_tokens, cols, division);
+    }
+    qv_free(part);
+    qv_free(tot);
+    return st;
 }

@@ -11,6 +11,7 @@
 
 #include "../core/fsutil.h"
 #include "../core/progress.h"
+#include "../eval/eval.h"
 #include "../io/json.h"
 #include "../io/safetensors.h"
 #include "../llm/backward.h"
@@ -629,7 +630,11 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     } else if (st == QV_OK && (rc->method == QV_METHOD_AWQ || rc->method == QV_METHOD_MBQ)) {
         qv_progress prog;
         qv_progress_init(&prog, io->log, "layers", r.m->c->n_layers);
-        qv_layerwise lw = {.m = r.m, .o = &r.o, .b = &batch, .x0 = x0, .r_attn = r.r_attn, .r_mlp = r.r_mlp,
+        /* one sample per runner call: every sample's rows then go through the same GEMM tiles
+         * whatever the batch, thread or (later) rank layout, so results depend on nothing but
+         * the data; the F32 scratch is one sample's, the activations stay in T */
+        const int64_t chunk = 1;
+        qv_layerwise lw = {.m = r.m, .o = &r.o, .b = &batch, .x0 = x0, .chunk = chunk, .r_attn = r.r_attn, .r_mlp = r.r_mlp,
                            .prog = &prog, .cached = layer_cached, .done = layer_done, .cb_ctx = &r};
         st = qv_quantize_layers(&lw, &res);
         qv_progress_finish(&prog);
@@ -678,12 +683,22 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
         qv_sb_puts(&ev, ", \"fp_loss\": ");
         qv_sb_json_double(&ev, fp_loss);
         qv_sb_printf(&ev, ", \"samples\": %lld", (long long)batch.B);
+        if (rc->eval_data_path) {
+            /* the held-out caption evaluation (FP and this run's quantized model) */
+            qv_sb_puts(&ev, ", ");
+            QV_CHECK(st = qv_eval_heldout(r.m, r.dir, rc, 0, NULL, &ev), eval_fail);
+        }
         logf_(io, "qvlm: calibration loss %.6f (full precision %.6f)\n", q_loss, fp_loss);
     } else {
         qv_sb_puts(&ev, "\"loss\": null, \"fp_loss\": null");
     }
     qv_sb_puts(&ev, "}\n");
     st = write_json_file(r.dir, "eval.json", &ev);
+    if (0) {
+    eval_fail:
+        qv_sb_free(&ev);
+        goto done;
+    }
     qv_sb_free(&ev);
     if (st != QV_OK)
         goto done;
