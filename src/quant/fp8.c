@@ -330,25 +330,20 @@ static qv_status observe_layer(qv_fp8_model *f, const qv_llm *m, int64_t i, cons
     return QV_OK;
 }
 
-qv_status qv_fp8_calibrate(qv_fp8_model *f, qv_llm *m, const qv_llm_batch *b, const float *x0, qv_progress *prog)
+qv_status qv_fp8_calibrate(qv_fp8_model *f, qv_llm *m, const qv_llm_batch *b, float *h, qv_progress *prog)
 {
     if (!(f->act == QV_FP8_ACT_TENSOR && f->n.llm) && !f->n.kv_attn)
         return QV_OK;
     if (m->layer_hook)
         return qv_fail(QV_ERR_INTERNAL, "%s: FP8 statistics are taken on the FP model (a layer hook is installed)", m->dir);
     const int64_t B = b->B, L = b->L, C = m->C, qd = m->H * m->d, kd = m->KV * m->d, NL = m->c->n_layers;
-    size_t TC;
-    if (!qv_mul_size((size_t)(B * L), (size_t)C, &TC))
-        return qv_fail(QV_ERR_NOMEM, "%s: batch too large", b->path);
     const size_t per = (size_t)L * (size_t)(2 * C + qd + m->I + 2 * kd) + (size_t)QV_MAX(m->KV, 1);
-    float *h = qv_aligned_alloc(64, TC * sizeof *h + 64, "hidden states");
     float *cb = qv_aligned_alloc(64, per * sizeof *cb + 64, "calibration captures");
     qv_llm_ctx ctx = {0};
     qv_llm_layer layer = {0};
-    qv_status st = h && cb ? QV_OK : QV_ERR_NOMEM;
+    qv_status st = cb ? QV_OK : QV_ERR_NOMEM;
     if (st != QV_OK)
         goto done;
-    memcpy(h, x0, TC * sizeof *h);
     qv_llm_capture cap = {.attn_in = cb, .mlp_in = cb + L * C, .o_in = cb + 2 * L * C};
     cap.down_in = cap.o_in + L * qd;
     cap.k = cap.down_in + L * m->I;
@@ -374,7 +369,6 @@ qv_status qv_fp8_calibrate(qv_fp8_model *f, qv_llm *m, const qv_llm_batch *b, co
 done:
     qv_llm_layer_release(m, &layer);
     qv_llm_ctx_free(&ctx);
-    qv_free(h);
     qv_free(cb);
     return st;
 }

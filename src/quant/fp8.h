@@ -86,10 +86,11 @@ bool qv_fp8_needs_stats(const qv_fp8_model *f);
 /* Whether vision-tower or projector Linears are in scope. */
 static inline bool qv_fp8_has_vision(const qv_fp8_model *f) { return f->n.vision + f->n.projector > 0; }
 
-/* The decoder's statistics on the FP model (m->layer_hook must be NULL): x0 [B·L, C] are the
- * layer-0 inputs of batch b; only positions whose attention mask is set are observed. Samples
- * run one at a time through each layer, so memory holds one sample's captures. */
-qv_status qv_fp8_calibrate(qv_fp8_model *f, qv_llm *m, const qv_llm_batch *b, const float *x0, qv_progress *prog);
+/* The decoder's statistics on the FP model (m->layer_hook must be NULL): h [B·L, C] holds the
+ * layer-0 inputs of batch b and is advanced in place through every layer; only positions whose
+ * attention mask is set are observed. Samples run one at a time through each layer, so memory
+ * holds one sample's captures besides h. */
+qv_status qv_fp8_calibrate(qv_fp8_model *f, qv_llm *m, const qv_llm_batch *b, float *h, qv_progress *prog);
 /* The vision hook: calibrate = true records the input statistics of the FP tower (static
  * schemes); false fake-quantizes in-scope weights and inputs (static inputs need statistics). */
 const qv_vision_hook *qv_fp8_vision_hook(qv_fp8_model *f, bool calibrate);
