@@ -10,6 +10,7 @@
  *   - timings.json: one per_rank entry per rank, the communication share in [0, total];
  *   - resume across rank counts: outputs and the last layer checkpoint of a 2-rank run removed,
  *     a 3-rank run gives the same bytes;
+ *   - FP8 (one calibration pass, run whole on every rank, rank 0 writes) on 2 ranks: the same files;
  *   - more ranks than samples: exit status non-zero, the error names the config, no outputs.
  * A build without MPI skips every test with a message saying so. */
 #include <criterion/criterion.h>
@@ -173,6 +174,20 @@ Test(mpi, awq_clip_and_w4a8_identical, .timeout = 1800)
     free(b);
     free(wa);
     free(clip);
+}
+
+Test(mpi, fp8_identical, .timeout = 1800)
+{
+    need_mpi();
+    char conf[512];
+    snprintf(conf, sizeof conf, "%s/configs/internvl3-tiny/fp8_seed_recipe.yaml", QV_SOURCE_DIR);
+    char *a = quantize(0, conf, NULL), *b = quantize(2, conf, NULL), pa[1024], pb[1024];
+    qt_expect_same_outputs(b, a, "FP8 (static scales, vision Linears in scope), 2 ranks vs one process");
+    snprintf(pa, sizeof pa, "%s/recipe.yaml", a);
+    snprintf(pb, sizeof pb, "%s/recipe.yaml", b);
+    cr_expect(qt_same_file(pa, pb), "recipe.yaml differs");
+    free(a);
+    free(b);
 }
 
 Test(mpi, resume_across_rank_counts, .timeout = 1800)

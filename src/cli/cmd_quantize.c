@@ -4,7 +4,8 @@
  *
  * The calibration batch is built once per output folder (src/calib/batch.h), kept in
  * DIR/progress/calib_batch.safetensors so a resumed run does not decode the images again, and
- * turned into layer-0 inputs by the model's vision tower (src/vision/vision.h). */
+ * turned into layer-0 inputs by the model's vision tower (src/vision/vision.h); method fp8 runs the
+ * tower again through its per-Linear hook (statistics, then the fake-quantized tower). */
 #include <stdio.h>
 #include <string.h>
 
@@ -44,9 +45,52 @@ static void on_progress(void *ctx, size_t done, size_t total)
     (void)done;
 }
 
+/* Samples [b0, b0 + nb) of the batch file at path through the vision tower into b's
+ * inputs_embeds, with an optional per-Linear hook (method fp8). One tile / image per tower call:
+ * a sample's features then do not depend on which other samples share its rank (data-parallel
+ * runs reproduce the single-process bits). */
+static qv_status embed_range(qv_llm *m, const char *path, const qv_vision_hook *hook, const qv_llm_batch *full,
+                             int64_t b0, int64_t nb, qv_llm_batch *b)
+{
+    qv_vision *vis = NULL;
+    qv_mm_batch mb = {0};
+    bool images = false;
+    const qv_vision_opts vo = {m->dt, 1, 1, 0, hook};
+    qv_status st = qv_vision_open(&m->cfg, m->ck, m->dir, &vo, &vis);
+    if (st == QV_OK)
+        st = qv_mm_batch_load(path, vis, &mb, &images);
+    if (st == QV_OK && images) {
+        float *emb = qv_aligned_alloc(64, (size_t)(nb * full->L * m->C) * sizeof(float) + 64, "inputs_embeds");
+        st = emb ? qv_mm_batch_embed_range(vis, m, &mb, full, b0, nb, emb) : QV_ERR_NOMEM;
+        if (st == QV_OK) {
+            qv_free(b->inputs_embeds);
+            b->inputs_embeds = emb;
+            b->C = m->C;
+        } else {
+            qv_free(emb);
+        }
+    }
+    qv_mm_batch_free(&mb);
+    qv_vision_close(vis);
+    return st;
+}
+
+/* Method fp8: b (the whole batch, see get_batch) re-embedded through the hooked tower. */
+static qv_status embed_images(void *vctx, qv_llm *m, const qv_run_config *rc, const qv_vision_hook *hook, qv_llm_batch *b)
+{
+    batch_ctx *c = vctx;
+    (void)rc;
+    if (!m->cfg.has_vision)
+        return QV_OK;
+    char *path = qv_asprintf("%s/progress/calib_batch.safetensors", c->dir);
+    qv_status st = path ? embed_range(m, path, hook, b, 0, b->B, b) : QV_ERR_NOMEM;
+    qv_free(path);
+    return st;
+}
+
 /* This rank's share of the calibration batch: rank 0 builds the batch file once (in
  * DIR/progress, reused by a resumed run), every rank reads it and runs the vision tower on its
- * own contiguous block of samples only. */
+ * own contiguous block of samples only (b0 == NULL: every rank gets the whole batch). */
 static qv_status get_batch(void *vctx, qv_llm *m, const qv_run_config *rc, qv_llm_batch *b, int64_t *b0,
                            int64_t *n_total)
 {
@@ -74,8 +118,14 @@ static qv_status get_batch(void *vctx, qv_llm *m, const qv_run_config *rc, qv_ll
     qv_llm_batch full = {0};
     if (st == QV_OK)
         st = qv_llm_batch_load(path, &full);
-    int64_t nb = 0;
-    if (st == QV_OK) {
+    int64_t nb = 0, whole_b0 = 0;
+    if (!b0) /* the whole batch on every rank */
+        b0 = &whole_b0;
+    if (st == QV_OK && b0 == &whole_b0) {
+        nb = full.B;
+        if (n_total)
+            *n_total = full.B;
+    } else if (st == QV_OK) {
         qv_comm_shard(full.B, comm->rank, comm->size, b0, &nb);
         *n_total = full.B;
         if (comm->size > full.B)
@@ -85,28 +135,7 @@ static qv_status get_batch(void *vctx, qv_llm *m, const qv_run_config *rc, qv_ll
     if (st == QV_OK)
         st = qv_llm_batch_slice(&full, *b0, nb, b);
     if (st == QV_OK && m->cfg.has_vision) {
-        qv_vision *vis = NULL;
-        qv_mm_batch mb = {0};
-        bool images = false;
-        /* one tile / image per tower call: a sample's features then do not depend on which other
-         * samples share its rank (data-parallel runs reproduce the single-process bits) */
-        const qv_vision_opts vo = {m->dt, 1, 1, 0};
-        st = qv_vision_open(&m->cfg, m->ck, m->dir, &vo, &vis);
-        if (st == QV_OK)
-            st = qv_mm_batch_load(path, vis, &mb, &images);
-        if (st == QV_OK && images) {
-            float *emb = qv_aligned_alloc(64, (size_t)(nb * full.L * m->C) * sizeof(float) + 64, "inputs_embeds");
-            st = emb ? qv_mm_batch_embed_range(vis, m, &mb, &full, *b0, nb, emb) : QV_ERR_NOMEM;
-            if (st == QV_OK) {
-                qv_free(b->inputs_embeds);
-                b->inputs_embeds = emb;
-                b->C = m->C;
-            } else {
-                qv_free(emb);
-            }
-        }
-        qv_mm_batch_free(&mb);
-        qv_vision_close(vis);
+        st = embed_range(m, path, NULL, &full, *b0, nb, b);
     }
     if (st != QV_OK)
         qv_llm_batch_free(b);
@@ -128,7 +157,8 @@ static int run_export(const qv_run_config *rc, const char *scales_dir, bool forc
     eo.model = rc->pretrained;
     eo.scales = scales_dir;
     eo.out = rc->export.path;
-    eo.recipe = rc->export.recipe;
+    /* an fp8 run leaves the scheme it used in DIR/recipe.yaml, which the export reads */
+    eo.recipe = rc->method == QV_METHOD_FP8 ? NULL : rc->export.recipe;
     if (!qv_format_parse(qv_export_format_name(rc->export.format), &eo.format)) {
         qv_fail(QV_ERR_INVALID, "%s: export: unknown format", rc->file);
         return qv_cli_fail();
@@ -150,7 +180,7 @@ static int run_export(const qv_run_config *rc, const char *scales_dir, bool forc
 
 int qv_cmd_quantize(int argc, char **argv)
 {
-    const char *out = NULL;
+    const char *out = NULL, *recipe = NULL;
     bool force = false, skip = false, repeat = false;
     int64_t only = -1;
     const qv_opt opts[] = {
@@ -160,6 +190,9 @@ int qv_cmd_quantize(int argc, char **argv)
         {"allow-repeat", 0, QV_OPT_FLAG, &repeat, NULL,
          "n_samples above the number of captions: repeat samples as the MBQ reference does"},
         {"run", 0, QV_OPT_INT, &only, "N", "only run N of a multi-run CONFIG"},
+        {"recipe", 0, QV_OPT_STR, &recipe, "FILE",
+         "method fp8: llm-compressor recipe (YAML/JSON) giving the FP8 scheme, targets, ignore list and "
+         "kv_cache_scheme (default: the run's export.recipe, else FP8_DYNAMIC on the LLM Linears)"},
         {0},
     };
     const qv_cli_cmd cmd = {"quantize", "CONFIG [-o DIR]",
@@ -201,7 +234,7 @@ int qv_cmd_quantize(int argc, char **argv)
         const char *dir = out ? out : run->scale_dir;
         batch_ctx bc = {.dir = dir, .skip_bad = skip, .allow_repeat = repeat};
         qv_quantize_io io = {.out_dir = dir, .force = force, .log = qv_cli.quiet ? NULL : stderr,
-                             .get_batch = get_batch, .batch_ctx = &bc};
+                             .get_batch = get_batch, .batch_ctx = &bc, .embed_images = embed_images, .recipe = recipe};
         if (qv_quantize(run, &io) != QV_OK) {
             rc = qv_cli_fail();
             break;

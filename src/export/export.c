@@ -66,6 +66,9 @@ static qv_status resolve_spec(xctx *x)
                                  : (known && c->division_cpu ? QV_WQ_DIV_CPU : QV_WQ_DIV_CUDA);
     if (o->format == QV_FMT_FP8 || o->format == QV_FMT_MBQ_PT)
         return QV_OK;
+    if (known && !strcmp(c->method, "fp8"))
+        return qv_fail(QV_ERR_INVALID, "%s: holds the calibration of an FP8 run (method fp8): export it with --format fp8",
+                       x->sc.path);
     if (!x->qs.bits)
         return qv_fail(QV_ERR_INVALID, "%s: the weight bit width is unknown (give --scales DIR with a search.json, or --w-bit)",
                        x->have_sc ? x->sc.path : o->model);
@@ -111,8 +114,16 @@ static qv_status setup_recipe(xctx *x)
 {
     const qv_export_opts *o = x->o;
     qv_status st = QV_OK;
-    if (o->recipe) {
-        QV_TRY(qv_recipe_load(o->recipe, &x->rc));
+    /* a `qvlm quantize` fp8 run leaves its scheme in DIR/recipe.yaml */
+    char *run_recipe = !o->recipe && o->format == QV_FMT_FP8 && x->have_sc ? qv_path_join(o->scales, "recipe.yaml") : NULL;
+    if (run_recipe && !qv_path_exists(run_recipe)) {
+        qv_free(run_recipe);
+        run_recipe = NULL;
+    }
+    if (o->recipe || run_recipe) {
+        st = qv_recipe_load(o->recipe ? o->recipe : run_recipe, &x->rc);
+        qv_free(run_recipe);
+        QV_TRY(st);
         x->have_rc = true;
     } else if (o->format == QV_FMT_FP8) {
         memset(&x->rc, 0, sizeof x->rc);

@@ -1,6 +1,7 @@
-/* layer.c — the decoder-layer runner: linears (F32 or BF16 on oneDNN), the attention module
- * (q/k/v, RoPE, GQA attention, o), the SiLU-gated MLP in token chunks, and a whole layer with
- * optional captures (llm.h; ALGORITHMS.md §6.3). */
+/* layer.c — the decoder-layer runner: linears (F32 or BF16 on oneDNN) with optional per-token
+ * (MBQ W-A) or FP8 input quantization, the attention module (q/k/v, RoPE, optional FP8 KV cache,
+ * GQA attention, o), the SiLU-gated MLP in token chunks, and a whole layer with optional captures
+ * (llm.h; ALGORITHMS.md §6.3; ALGORITHMS-2.md §4.4–4.5). */
 #include <string.h>
 
 #include "../../simd/fp.h"
@@ -76,17 +77,34 @@ static qv_status act_quant(const qv_llm_weights *w, qv_llm_lin lin, int64_t T, i
     return QV_OK;
 }
 
+/* The FP8 input of a linear (qv_llm_fp8): x [T, K] fake-quantized in a new buffer (the caller
+ * frees). */
+static qv_status act_fp8(const qv_llm_fp8 *f, qv_llm_lin lin, int64_t T, int64_t K, const float *x, float **out)
+{
+    float *q = qv_malloc((size_t)(T * K) * sizeof *q + 4, "FP8 activations");
+    if (!q)
+        return QV_ERR_NOMEM;
+    if (f->act[lin] == QV_FP8_ACT_TOKEN)
+        qv_fp8_qdq_tokens(q, x, T, K, f->T, NULL, NULL);
+    else
+        qv_fp8_qdq_static(q, x, T, K, &f->act_scale[lin], 1, f->T);
+    *out = q;
+    return QV_OK;
+}
+
 qv_status qv_llm_lin_apply(const qv_llm *m, const qv_llm_weights *w, qv_llm_lin lin, int64_t T, const float *x,
                            float *y, unsigned flags)
 {
     const int64_t N = qv_llm_lin_out(m, lin), K = qv_llm_lin_in(m, lin);
     if (!w->w[lin])
         return qv_fail(QV_ERR_INTERNAL, "layer weights: linear %s missing", qv_llm_lin_suffix(m, lin));
-    if (w->act_bits[lin] > 0) {
+    const bool fp8 = w->fp8 && w->fp8->act[lin] != QV_FP8_ACT_NONE;
+    if (w->act_bits[lin] > 0 || fp8) {
         float *xq = NULL;
-        QV_TRY(act_quant(w, lin, T, K, x, &xq));
+        QV_TRY(fp8 ? act_fp8(w->fp8, lin, T, K, x, &xq) : act_quant(w, lin, T, K, x, &xq));
         qv_llm_weights plain = *w;
         plain.act_bits[lin] = 0;
+        plain.fp8 = NULL; /* this copy runs linear `lin` only */
         qv_status st = qv_llm_lin_apply(m, &plain, lin, T, xq, y, flags);
         qv_free(xq);
         return st;
@@ -147,8 +165,9 @@ void qv_llm_attn_desc(const qv_llm *m, const qv_llm_ctx *ctx, qv_attn_desc *a)
     a->scale = m->attn_scale;
 }
 
-qv_status qv_llm_qkv(const qv_llm *m, const qv_llm_weights *w, const qv_llm_ctx *ctx, const float *n1, float *q,
-                     float *k, float *v, float *qkv_tmp)
+/* q, k, v after RoPE, before any KV-cache fake quantization. */
+static qv_status qkv_rope(const qv_llm *m, const qv_llm_weights *w, const qv_llm_ctx *ctx, const float *n1, float *q,
+                          float *k, float *v, float *qkv_tmp)
 {
     const int64_t T = ctx->B * ctx->L, d = m->d, H = m->H, KV = m->KV;
     if (w->w[QV_LIN_QKV]) {
@@ -175,8 +194,27 @@ qv_status qv_llm_qkv(const qv_llm *m, const qv_llm_weights *w, const qv_llm_ctx 
     return QV_OK;
 }
 
-qv_status qv_llm_attn_forward(qv_llm *m, const qv_llm_weights *w, const qv_llm_ctx *ctx, const float *x_normed,
-                              float *out, float *o_in)
+/* FP8 KV cache (qv_llm_fp8): K and V [T, KV·d] fake-quantized in place with their static scales. */
+static void kv_fp8(const qv_llm *m, const qv_llm_weights *w, int64_t T, float *k, float *v)
+{
+    const qv_llm_fp8 *f = w->fp8;
+    if (!f || f->kv_n <= 0)
+        return;
+    qv_fp8_qdq_static(k, k, T, m->KV * m->d, f->k_scale, f->kv_n, f->T);
+    qv_fp8_qdq_static(v, v, T, m->KV * m->d, f->v_scale, f->kv_n, f->T);
+}
+
+qv_status qv_llm_qkv(const qv_llm *m, const qv_llm_weights *w, const qv_llm_ctx *ctx, const float *n1, float *q,
+                     float *k, float *v, float *qkv_tmp)
+{
+    QV_TRY(qkv_rope(m, w, ctx, n1, q, k, v, qkv_tmp));
+    kv_fp8(m, w, ctx->B * ctx->L, k, v);
+    return QV_OK;
+}
+
+/* The attention module; k_cap / v_cap [T, KV·d] (may be NULL) receive K after RoPE and V. */
+static qv_status attn_forward(qv_llm *m, const qv_llm_weights *w, const qv_llm_ctx *ctx, const float *x_normed,
+                              float *out, float *o_in, float *k_cap, float *v_cap)
 {
     const int64_t T = ctx->B * ctx->L, qd = m->H * m->d, kd = m->KV * m->d;
     const bool packed = w->w[QV_LIN_QKV] != NULL;
@@ -189,8 +227,13 @@ qv_status qv_llm_attn_forward(qv_llm *m, const qv_llm_weights *w, const qv_llm_c
     if (!o_in)
         p += T * qd;
     float *qkv = packed ? p : NULL;
-    qv_status st = qv_llm_qkv(m, w, ctx, x_normed, q, k, v, qkv);
+    qv_status st = qkv_rope(m, w, ctx, x_normed, q, k, v, qkv);
+    if (st == QV_OK && k_cap)
+        memcpy(k_cap, k, (size_t)(T * kd) * sizeof *k);
+    if (st == QV_OK && v_cap)
+        memcpy(v_cap, v, (size_t)(T * kd) * sizeof *v);
     if (st == QV_OK) {
+        kv_fp8(m, w, T, k, v);
         qv_attn_desc ad;
         qv_llm_attn_desc(m, ctx, &ad);
         st = qv_attention(&ad, a, q, k, v, NULL);
@@ -199,6 +242,12 @@ qv_status qv_llm_attn_forward(qv_llm *m, const qv_llm_weights *w, const qv_llm_c
         st = qv_llm_lin_apply(m, w, QV_LIN_O, T, a, out, 0);
     qv_free(buf);
     return st;
+}
+
+qv_status qv_llm_attn_forward(qv_llm *m, const qv_llm_weights *w, const qv_llm_ctx *ctx, const float *x_normed,
+                              float *out, float *o_in)
+{
+    return attn_forward(m, w, ctx, x_normed, out, o_in, NULL, NULL);
 }
 
 /* ---- MLP ----------------------------------------------------------------------------------- */
@@ -274,7 +323,7 @@ qv_status qv_llm_layer_forward(qv_llm *m, const qv_llm_weights *w, const qv_llm_
     float *n1 = cap->attn_in ? cap->attn_in : nrm;
     qv_rmsnorm(n1, xf, w->norm[QV_LLM_NORM_ATTN], T, C, m->eps);
     float *ao = cap->attn_out ? cap->attn_out : mo;
-    QV_CHECK(st = qv_llm_attn_forward(m, w, ctx, n1, ao, cap->o_in), done);
+    QV_CHECK(st = attn_forward(m, w, ctx, n1, ao, cap->o_in, cap->k, cap->v), done);
     add_rows(yf, xf, ao, (int64_t)TC); /* x1 = x + attn (yf may be xf) */
     float *n2 = cap->mlp_in ? cap->mlp_in : nrm;
     qv_rmsnorm(n2, yf, w->norm[QV_LLM_NORM_MLP], T, C, m->eps);

@@ -32,6 +32,7 @@
 
 #include "../io/safetensors.h"
 #include "../model/config.h"
+#include "../nn/fp8q.h"
 #include "../nn/rope.h"
 
 /* Linear layers of a decoder layer. Qwen2/Llama use Q,K,V; InternLM2 uses QKV instead. */
@@ -49,6 +50,21 @@ typedef enum qv_llm_lin {
 
 typedef enum qv_llm_norm { QV_LLM_NORM_ATTN = 0, QV_LLM_NORM_MLP, QV_LLM_NORM_COUNT } qv_llm_norm;
 
+/* FP8 fake quantization inside a layer (llm-compressor's FP8 schemes, ALGORITHMS-2.md §4.4–4.5),
+ * every cast in dtype T by the double-rounding rule of nn/fp8q.h:
+ *   act[l]        input of linear l: QV_FP8_ACT_TOKEN (dynamic per token) or QV_FP8_ACT_TENSOR
+ *                 (static, scale act_scale[l], a T value), before its matmul;
+ *   kv_n > 0      K after RoPE and V, as they would enter the KV cache, with the static scales
+ *                 k_scale / v_scale [kv_n] (1: per tensor; KV: per KV head), before attention.
+ * The weights themselves are fake-quantized by whoever builds the layer (qv_llm_layer_set). */
+typedef struct qv_llm_fp8 {
+    qv_dtype T;
+    uint8_t act[QV_LIN_COUNT];       /* qv_fp8_act */
+    float act_scale[QV_LIN_COUNT];
+    int64_t kv_n;
+    const float *k_scale, *v_scale;  /* [kv_n] */
+} qv_llm_fp8;
+
 /* One decoder layer's weights as the runner reads them. */
 typedef struct qv_llm_weights {
     qv_dtype dt;                             /* dtype of w[]: the model's compute dtype */
@@ -61,6 +77,7 @@ typedef struct qv_llm_weights {
     int8_t act_bits[QV_LIN_COUNT];
     uint8_t act_div;
     qv_dtype act_dt;
+    const qv_llm_fp8 *fp8;                   /* FP8 activations / KV cache (borrowed), or NULL */
 } qv_llm_weights;
 
 /* A loaded layer: its weights plus the storage backing them. Release with qv_llm_layer_release. */
@@ -168,6 +185,8 @@ typedef struct qv_llm_capture {
     float *mlp_in;   /* [T, C]   input of gate/up (w1/w3): the MLP norm's output */
     float *down_in;  /* [T, I]   input of down_proj (w2) */
     float *mlp_out;  /* [T, C]   output of down_proj (w2): the MLP module's output */
+    float *k, *v;    /* [T, KV·d] K after RoPE and V, as they enter the KV cache (before any
+                        FP8 KV fake quantization): the kv_cache_scheme statistics */
 } qv_llm_capture;
 
 /* y = layer(x) for the B·L tokens of ctx. x and y are [T, C] in act_dt (F32 or BF16 storage;

@@ -20,7 +20,8 @@ qv_status qv_llm_lin_backward(const qv_llm *m, const qv_llm_weights *w, qv_llm_l
 qv_status qv_llm_matmul_nk(const qv_llm *m, int64_t M, int64_t N, int64_t K, const float *x, const void *w,
                            float *y, unsigned flags);
 
-/* q [T, H·d], k/v [T, KV·d] from normed rows, after RoPE. qkv_tmp [T, (H+2KV)·d] is needed for
+/* q [T, H·d], k/v [T, KV·d] from normed rows, after RoPE (and the FP8 KV-cache fake
+ * quantization when w->fp8 asks for it). qkv_tmp [T, (H+2KV)·d] is needed for
  * InternLM2's packed wqkv (may be NULL otherwise). */
 qv_status qv_llm_qkv(const qv_llm *m, const qv_llm_weights *w, const qv_llm_ctx *ctx, const float *n1, float *q,
                      float *k, float *v, float *qkv_tmp);

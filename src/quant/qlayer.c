@@ -251,6 +251,9 @@ qv_status qv_qmodel_from_scales(qv_qmodel *qm, const qv_scales *sc, int w_bit, i
     o->T = c->dtype;
     o->n_grid = 20;
     o->method = QV_METHOD_MBQ;
+    if (!strcmp(c->method, "fp8"))
+        return qv_fail(QV_ERR_UNSUPPORTED, "%s: holds an FP8 calibration (method fp8), not a scale list; its FP8 model's "
+                       "loss is in eval.json, and qvlm export --format fp8 writes it", sc->path);
     if (!strcmp(c->method, "rtn"))
         o->method = QV_METHOD_RTN;
     else if (!strcmp(c->method, "awq"))

@@ -18,6 +18,7 @@
 #include "../llm/backward.h"
 #include "../llm/forward.h"
 #include "../nn/matmul.h"
+#include "fp8.h"
 #include "layerwise.h"
 #include "qlayer.h"
 #include "smooth.h"
@@ -104,8 +105,7 @@ static qv_status check_method(const qv_run_config *rc, const qv_llm *m)
     case QV_METHOD_NONE:
         return qv_fail(QV_ERR_INVALID, "%s: method is null: nothing to quantize", f);
     case QV_METHOD_FP8:
-        return qv_fail(QV_ERR_UNSUPPORTED, "%s: method fp8 is not available in qvlm quantize yet (use qvlm export "
-                       "--format fp8)", f);
+        return QV_OK; /* the scheme is checked by fp8.c */
     default:
         break;
     }
@@ -552,6 +552,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     bool have_batch = false;
     qv_qresult res = {0};
     qv_scales sc = {0};
+    qv_fp8_model fm = {0};
     double t0 = now_s();
     if (!rc->pretrained)
         return qv_fail(QV_ERR_INVALID, "%s: model_args names no pretrained model folder", rc->file);
@@ -571,6 +572,13 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     QV_CHECK(st = qv_llm_open(rc->pretrained, &lo, &r.m), done);
     qv_quant_opts_from_run(&r.o, rc, T);
     QV_CHECK(st = check_method(rc, r.m), done);
+    if (io->recipe && rc->method != QV_METHOD_FP8) {
+        st = qv_fail(QV_ERR_INVALID, "%s: --recipe %s applies to method fp8, not %s", rc->file, io->recipe,
+                     qv_method_name(rc->method));
+        goto done;
+    }
+    if (rc->method == QV_METHOD_FP8) /* the scheme, checked before anything is written */
+        QV_CHECK(st = qv_fp8_prepare(&fm, r.m, rc, io, T), done);
     r.signature = make_signature(&r);
     if (!r.signature) {
         st = QV_ERR_NOMEM;
@@ -590,6 +598,13 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     if (!root)
         io = &quiet_io;
     r.io = io;
+    if (rc->method == QV_METHOD_FP8) { /* one calibration pass instead of a search (fp8.h) */
+        qv_fp8_times ft;
+        QV_CHECK(st = qv_fp8_quantize(&fm, r.m, rc, io, r.dir, &ft), done);
+        r.t_calib = ft.calib, r.t_search = ft.stats, r.t_eval = ft.eval;
+        qv_mem_sample(&r.mem);
+        goto timings;
+    }
     logf_(io, "qvlm: %s %s w%d%s on %s (%s arithmetic, %s matmuls) -> %s\n", qv_method_name(rc->method),
           r.o.wa ? "W-A" : "W-only", rc->w_bit, r.o.wa ? "" : "", rc->pretrained, dtype_word(T), qv_dtype_name(r.m->dt),
           r.dir);
@@ -743,6 +758,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     r.t_eval = now_s() - t;
     qv_mem_sample(&r.mem);
 
+timings:;
     /* per-rank phase times (the communication share included), gathered in rank order */
     enum { TW = 6 };
     double mine[TW] = {r.t_calib, r.t_grad, r.t_search, r.t_eval, now_s() - t0, comm->seconds};
@@ -775,6 +791,7 @@ timings_fail:
     if (st == QV_OK)
         logf_(io, "qvlm: wrote %s/{scales.safetensors,search.json,eval.json,timings.json}\n", r.dir);
 done:
+    qv_fp8_close(&fm);
     qv_scales_free(&sc);
     qv_qresult_free(&res);
     if (have_batch)

@@ -6,6 +6,9 @@
  *   → the quantized model = a fresh model view with the saved list applied and every decoder
  *     linear fake-quantized → loss on the calibration batch next to the FP loss → DIR/eval.json
  *   → DIR/timings.json (seconds per phase, peak RSS anonymous and file-backed).
+ * Method fp8 (fp8.h) replaces the search by one calibration pass for FP8 statistics and adds
+ * DIR/recipe.yaml; its evaluation is the FP8 model (weights, activations, KV cache and in-scope
+ * vision Linears fake-quantized).
  *
  * Resume: every finished layer is written to DIR/progress/ (crash-safe files); a re-run with
  * the same configuration and model skips those layers and produces the same final files. A
@@ -23,6 +26,7 @@
 
 #include "../config/run_config.h"
 #include "../llm/batch.h"
+#include "../vision/vision_hook.h"
 
 typedef struct qv_quantize_io {
     const char *out_dir;     /* -o DIR; NULL = the run's scale_path (without ".pt") */
@@ -35,6 +39,13 @@ typedef struct qv_quantize_io {
     qv_status (*get_batch)(void *ctx, qv_llm *m, const qv_run_config *rc, qv_llm_batch *b, int64_t *b0,
                            int64_t *n_total);
     void *batch_ctx;
+    /* method fp8 (fp8.h): b->inputs_embeds recomputed from the batch's images with a per-Linear
+     * hook on the vision tower (its input statistics on the FP tower, then the tower with its
+     * in-scope Linears fake-quantized); NULL when not offered. Same ctx as get_batch. */
+    qv_status (*embed_images)(void *ctx, qv_llm *m, const qv_run_config *rc, const qv_vision_hook *hook,
+                              qv_llm_batch *b);
+    const char *recipe;      /* method fp8: llm-compressor recipe (NULL: the run's export.recipe, else
+                                the default FP8_DYNAMIC scheme) */
 } qv_quantize_io;
 
 qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io);

@@ -1,4 +1,5 @@
-/* projector.c — pixel shuffle and the norm–Linear–GELU–Linear projectors (projector.h). */
+/* projector.c — pixel shuffle and the norm–Linear–GELU–Linear projectors, with the per-Linear
+ * hook of vision_hook.h (projector.h). */
 #include "projector.h"
 
 #include <string.h>
@@ -45,8 +46,38 @@ static qv_status load_mat(const qv_checkpoint *ck, const char *name, int64_t o, 
     return st;
 }
 
+/* Hook of linear k (weight `name`, [o, i] in p->dt at *w): whether it is wanted, its weight
+ * callback on an F32 copy stored back in p->dt. */
+static qv_status hook_mat(qv_proj_mlp *p, int k, const char *name, int64_t o, int64_t i, void *w)
+{
+    size_t nl = strlen(name);
+    if (nl > 7 && !strcmp(name + nl - 7, ".weight"))
+        nl -= 7;
+    if (nl >= sizeof p->module[k])
+        return qv_fail(QV_ERR_INVALID, "%s: module name too long", name);
+    memcpy(p->module[k], name, nl);
+    p->module[k][nl] = 0;
+    p->hooked[k] = p->hook->wants(p->hook->ctx, p->module[k]);
+    if (!p->hooked[k] || !p->hook->weight)
+        return QV_OK;
+    const size_t n = (size_t)(o * i);
+    if (p->dt == QV_F32)
+        return p->hook->weight(p->hook->ctx, p->module[k], o, i, w);
+    float *f = qv_malloc(n * sizeof *f, "projector weights");
+    if (!f)
+        return QV_ERR_NOMEM;
+    qv_status st = qv_convert(f, QV_F32, w, p->dt, n);
+    if (st == QV_OK)
+        st = p->hook->weight(p->hook->ctx, p->module[k], o, i, f);
+    if (st == QV_OK)
+        st = qv_convert(w, p->dt, f, QV_F32, n);
+    qv_free(f);
+    return st;
+}
+
 qv_status qv_proj_mlp_load(qv_proj_mlp *p, const qv_checkpoint *ck, const qv_proj_names *nm)
 {
+    p->hooked[0] = p->hooked[1] = false;
     p->norm_w = p->norm_b = p->b1 = p->b2 = NULL;
     p->w1 = p->w2 = NULL;
     p->has_norm = nm->norm_w != NULL;
@@ -61,6 +92,10 @@ qv_status qv_proj_mlp_load(qv_proj_mlp *p, const qv_checkpoint *ck, const qv_pro
         QV_TRY(load_vec(ck, nm->b1, p->hidden, &p->b1));
     if (nm->b2)
         QV_TRY(load_vec(ck, nm->b2, p->out, &p->b2));
+    if (p->hook && p->hook->wants) {
+        QV_TRY(hook_mat(p, 0, nm->w1, p->hidden, p->in, p->w1));
+        QV_TRY(hook_mat(p, 1, nm->w2, p->out, p->hidden, p->w2));
+    }
     return QV_OK;
 }
 
@@ -81,15 +116,28 @@ void qv_proj_mlp_free(qv_proj_mlp *p)
 /* Rows per chunk: bounds the scratch to PROJ_CHUNK · (in + hidden) floats. */
 #define PROJ_CHUNK 1024
 
+/* One projector linear on mr rows, through the hook's input callback when it wants it; xq is
+ * scratch for a replaced input. */
+static qv_status proj_lin(const qv_proj_mlp *p, int k, int64_t mr, int64_t N, int64_t K, const float *x, const void *w,
+                          const float *b, float *y, float *xq)
+{
+    bool use = false;
+    if (p->hooked[k] && p->hook->input)
+        QV_TRY(p->hook->input(p->hook->ctx, p->module[k], mr, K, x, xq, &use));
+    return qv_linear_rows(p->dt, mr, N, K, use ? xq : x, w, b, y, 0);
+}
+
 qv_status qv_proj_mlp_forward(const qv_proj_mlp *p, const float *x, int64_t rows, float *y)
 {
     const int64_t R = QV_MIN(rows, (int64_t)PROJ_CHUNK);
     if (rows <= 0)
         return QV_OK;
-    float *buf = qv_aligned_alloc(64, (size_t)(R * (p->in + p->hidden)) * sizeof(float) + 64, "projector activations");
+    const bool hk = p->hooked[0] || p->hooked[1];
+    float *buf = qv_aligned_alloc(64, (size_t)(R * (p->in + p->hidden) * (hk ? 2 : 1)) * sizeof(float) + 64,
+                                  "projector activations");
     if (!buf)
         return QV_ERR_NOMEM;
-    float *nx = buf, *h = buf + R * p->in;
+    float *nx = buf, *h = buf + R * p->in, *xq = hk ? h + R * p->hidden : NULL;
     qv_status st = QV_OK;
     for (int64_t r0 = 0; r0 < rows && st == QV_OK; r0 += R) {
         const int64_t mr = QV_MIN(R, rows - r0);
@@ -98,11 +146,11 @@ qv_status qv_proj_mlp_forward(const qv_proj_mlp *p, const float *x, int64_t rows
             qv_vit_norm(p->norm, nx, xin, p->norm_w, p->norm_b, mr * p->in / p->norm_width, p->norm_width, p->eps);
             xin = nx;
         }
-        st = qv_linear_rows(p->dt, mr, p->hidden, p->in, xin, p->w1, p->b1, h, 0);
+        st = proj_lin(p, 0, mr, p->hidden, p->in, xin, p->w1, p->b1, h, xq);
         if (st != QV_OK)
             break;
         qv_act_apply(p->act, h, h, mr * p->hidden);
-        st = qv_linear_rows(p->dt, mr, p->out, p->hidden, h, p->w2, p->b2, y + r0 * p->out, 0);
+        st = proj_lin(p, 1, mr, p->out, p->hidden, h, p->w2, p->b2, y + r0 * p->out, xq);
     }
     qv_free(buf);
     return st;

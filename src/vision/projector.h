@@ -39,10 +39,14 @@ typedef struct qv_proj_mlp {
     float *norm_w, *norm_b;  /* [norm_width] F32 */
     void *w1, *w2;           /* [hidden, in], [out, hidden] in dt */
     float *b1, *b2;          /* F32 */
+    const qv_vision_hook *hook; /* per-Linear hook (vision_hook.h), or NULL; borrowed */
+    bool hooked[2];          /* the hook wants linear 1 / 2 */
+    char module[2][192];     /* their checkpoint module names */
 } qv_proj_mlp;
 
-/* Reads the projector's tensors (checking shapes); `p` must be filled with the dims, norm and
- * activation beforehand; the weights are loaded in p->dt. */
+/* Reads the projector's tensors (checking shapes); `p` must be filled with the dims, norm,
+ * activation and hook beforehand; the weights are loaded in p->dt (after the hook's weight
+ * callback, for the linears it wants). */
 qv_status qv_proj_mlp_load(qv_proj_mlp *p, const qv_checkpoint *ck, const qv_proj_names *nm);
 void qv_proj_mlp_free(qv_proj_mlp *p);
 /* y [rows, out] = projector(x [rows, in]); x is not modified. */

@@ -66,6 +66,7 @@ qv_status qv_vision_open_internvit(qv_vision *v, const char *model_dir)
     const qv_model_config *cfg = v->cfg;
     v->kind = QV_VISION_INTERNVIT;
     QV_TRY(qv_internvit_open(v->ck, &cfg->vision, cfg->select_layer, v->dt, &v->ivit));
+    v->ivit->dm.hook = v->hook;
     v->Dv = cfg->vision.hidden;
     v->tile = cfg->force_image_size > 0 ? cfg->force_image_size : cfg->vision.image_size;
     if (!strcmp(cfg->ps_version, "v1"))
@@ -80,7 +81,7 @@ qv_status qv_vision_open_internvit(qv_vision *v, const char *model_dir)
         return qv_fail(QV_ERR_UNSUPPORTED, "%s: image size %lld gives a %lldx%lld patch grid; pixel shuffle needs an "
                        "even grid", cfg->path, (long long)v->tile, (long long)g, (long long)g);
     qv_proj_mlp *p = &v->proj;
-    p->norm = QV_NORM_LAYER, p->eps = 1e-5f, p->act = QV_ACT_GELU, p->dt = v->dt;
+    p->norm = QV_NORM_LAYER, p->eps = 1e-5f, p->act = QV_ACT_GELU, p->dt = v->dt, p->hook = v->hook;
     p->norm_width = p->in = 4 * v->Dv, p->hidden = p->out = v->C;
     qv_proj_names nm = {"mlp1.0.weight", "mlp1.0.bias", "mlp1.1.weight", "mlp1.1.bias", "mlp1.3.weight",
                         "mlp1.3.bias"};
@@ -104,10 +105,11 @@ qv_status qv_vision_open_qwen2vl(qv_vision *v, const char *model_dir)
     const qv_vision_config *vc = &v->cfg->vision;
     v->kind = QV_VISION_QWEN2VL;
     QV_TRY(qv_qwen2vl_vit_open(v->ck, vc, v->dt, &v->qvit));
+    v->qvit->dm.hook = v->hook;
     v->Dv = vc->hidden;
     const int64_t mm = vc->spatial_merge_size * vc->spatial_merge_size;
     qv_proj_mlp *p = &v->proj;
-    p->norm = vc->norm, p->eps = 1e-6f, p->act = QV_ACT_GELU, p->dt = v->dt;
+    p->norm = vc->norm, p->eps = 1e-6f, p->act = QV_ACT_GELU, p->dt = v->dt, p->hook = v->hook;
     p->norm_width = v->Dv, p->in = p->hidden = mm * v->Dv, p->out = v->C;
     if (vc->out_hidden && vc->out_hidden != v->C)
         return qv_fail(QV_ERR_INVALID, "%s: vision_config output width %lld differs from the LLM hidden size %lld",
@@ -147,10 +149,11 @@ qv_status qv_vision_open_siglip(qv_vision *v, const char *model_dir)
     const int64_t n_run = vc.n_layers + 1 + cfg->llava.feature_layer;
     /* lmms-lab: LLaVA-NeXT deletes the last encoder layer, hidden_states[-1] of the rest = layer −2 */
     QV_TRY(qv_siglip_open(v->ck, &vc, n_run, v->dt, &v->sig));
+    v->sig->dm.hook = v->hook;
     v->Dv = vc.hidden;
     v->tile = vc.image_size;
     qv_proj_mlp *p = &v->proj;
-    p->act = QV_ACT_GELU, p->dt = v->dt;
+    p->act = QV_ACT_GELU, p->dt = v->dt, p->hook = v->hook;
     p->in = v->Dv, p->hidden = p->out = v->C;
     static const qv_proj_names names[3] = {
         {NULL, NULL, "model.mm_projector.0.weight", "model.mm_projector.0.bias", "model.mm_projector.2.weight",
@@ -209,7 +212,7 @@ qv_status qv_vision_open(const qv_model_config *cfg, const qv_checkpoint *ck, co
     qv_vision *v = qv_calloc(1, sizeof *v, "vision tower");
     if (!v)
         return QV_ERR_NOMEM;
-    v->cfg = cfg, v->ck = ck, v->dt = dt, v->C = cfg->llm.hidden;
+    v->cfg = cfg, v->ck = ck, v->dt = dt, v->C = cfg->llm.hidden, v->hook = opts ? opts->hook : NULL;
     const qv_family *fam = qv_family_get(cfg->family);
     qv_status st = fam->vision_open ? fam->vision_open(v, model_dir)
                                     : qv_fail(QV_ERR_UNSUPPORTED, "%s: no vision tower for family %s", cfg->path,

@@ -33,6 +33,7 @@
 #include "../llm/batch.h"
 #include "../llm/forward.h"
 #include "../model/config.h"
+#include "vision_hook.h"
 
 typedef enum qv_vision_kind { QV_VISION_INTERNVIT = 0, QV_VISION_QWEN2VL, QV_VISION_SIGLIP } qv_vision_kind;
 
@@ -41,6 +42,8 @@ typedef struct qv_vision_opts {
     int64_t max_units;   /* tiles / crops per tower call; 0 = derived from max_memory, else 8 */
     int64_t max_tokens;  /* Qwen2-VL: patches per tower call; 0 = derived from max_memory, else 16384 */
     uint64_t max_memory; /* bytes for one chunk's activations (0 = the fixed defaults above) */
+    const qv_vision_hook *hook; /* per-Linear hook on the encoder blocks and the projector
+                                   (vision_hook.h), or NULL; must outlive the handle */
 } qv_vision_opts;
 
 typedef struct qv_vision qv_vision;

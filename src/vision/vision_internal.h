@@ -14,6 +14,7 @@ struct qv_vision {
     const qv_model_config *cfg;
     const qv_checkpoint *ck;
     qv_dtype dt;
+    const qv_vision_hook *hook;  /* or NULL */
     qv_internvit *ivit;
     qv_qwen2vl_vit *qvit;
     qv_siglip *sig;

@@ -1,5 +1,5 @@
-/* vit_block.c — the shared vision encoder block: weight slots, loading and the forward
- * (vit_block.h). */
+/* vit_block.c — the shared vision encoder block: weight slots, loading (with the per-Linear
+ * hook of vision_hook.h) and the forward (vit_block.h). */
 #include "vit_block.h"
 
 #include <math.h>
@@ -88,6 +88,65 @@ qv_status qv_vit_layer_check(const qv_checkpoint *ck, const qv_vit_dims *dm, con
     return QV_OK;
 }
 
+/* The hook's weight callback on linear l: an F32 copy modified by the hook becomes the layer's
+ * own weight in the compute dtype. */
+static qv_status hook_weight(const qv_vit_dims *dm, qv_vit_layer *layer, qv_vit_lin l)
+{
+    const int64_t o = qv_vit_lin_out(dm, l), in = qv_vit_lin_in(dm, l);
+    const size_t n = (size_t)(o * in);
+    float *f = dm->dt == QV_F32 && layer->own[l] ? layer->own[l] : NULL;
+    if (!f) {
+        f = qv_aligned_alloc(64, n * sizeof *f, "vision layer weights");
+        if (!f)
+            return QV_ERR_NOMEM;
+        qv_tensor t;
+        const int64_t shape[2] = {o, in};
+        qv_tensor_view(&t, dm->dt, (void *)layer->w[l], 2, shape);
+        qv_status st = qv_vit_widen(f, &t, n);
+        if (st != QV_OK) {
+            qv_free(f);
+            return st;
+        }
+    }
+    qv_status st = dm->hook->weight(dm->hook->ctx, layer->module[l], o, in, f);
+    if (f == layer->own[l])
+        return st;
+    if (st == QV_OK && dm->dt == QV_F32) {
+        layer->own[l] = f; /* the mmap view (an F32 checkpoint) stays in src until release */
+        layer->w[l] = f;
+        return QV_OK;
+    }
+    if (st == QV_OK && !layer->own[l] && !(layer->own[l] = qv_aligned_alloc(64, n * qv_dtype_size(dm->dt), "vision layer weights")))
+        st = QV_ERR_NOMEM;
+    if (st == QV_OK) {
+        st = qv_convert(layer->own[l], dm->dt, f, QV_F32, n);
+        layer->w[l] = layer->own[l];
+    }
+    qv_free(f);
+    return st;
+}
+
+/* Which loaded linears the hook wants, with their module names; their weight callbacks. */
+static qv_status hook_layer(const qv_vit_dims *dm, const qv_vit_names *nm, const char *prefix, qv_vit_layer *layer)
+{
+    for (int l = 0; l < QV_VIT_LIN_COUNT; l++) {
+        if (!nm->lin_w[l] || !layer->w[l])
+            continue;
+        size_t pl = strlen(prefix), nl = strlen(nm->lin_w[l]);
+        if (nl > 7 && !strcmp(nm->lin_w[l] + nl - 7, ".weight"))
+            nl -= 7;
+        if (pl + nl >= sizeof layer->module[l])
+            return qv_fail(QV_ERR_INVALID, "%s%s: module name too long", prefix, nm->lin_w[l]);
+        memcpy(layer->module[l], prefix, pl);
+        memcpy(layer->module[l] + pl, nm->lin_w[l], nl);
+        layer->module[l][pl + nl] = 0;
+        layer->hooked[l] = dm->hook->wants(dm->hook->ctx, layer->module[l]);
+        if (layer->hooked[l] && dm->hook->weight)
+            QV_TRY(hook_weight(dm, layer, (qv_vit_lin)l));
+    }
+    return QV_OK;
+}
+
 qv_status qv_vit_layer_load(const qv_checkpoint *ck, const qv_vit_dims *dm, const qv_vit_names *nm,
                             const char *prefix, qv_vit_layer *layer)
 {
@@ -138,6 +197,8 @@ qv_status qv_vit_layer_load(const qv_checkpoint *ck, const qv_vit_dims *dm, cons
         qv_checkpoint_release(ck, &layer->src[l]);
         layer->w[l] = layer->own[l];
     }
+    if (dm->hook && dm->hook->wants)
+        QV_TRY(hook_layer(dm, nm, prefix, layer));
     return QV_OK;
 }
 
@@ -187,9 +248,22 @@ static void rms_strided(float *x, int64_t T, int64_t D, int64_t ld, const float 
         qv_rmsnorm(x + t * ld, x + t * ld, w, 1, D, eps);
 }
 
+/* Every block linear goes through here: the hook's input callback (statistics, fake-quantized
+ * inputs) for hooked linears, then the matmul. */
 static qv_status lin(const qv_vit_dims *dm, const qv_vit_layer *w, qv_vit_lin l, int64_t T, const float *x, float *y)
 {
-    return qv_linear_rows(dm->dt, T, qv_vit_lin_out(dm, l), qv_vit_lin_in(dm, l), x, w->w[l], w->b[l], y, 0);
+    const int64_t N = qv_vit_lin_out(dm, l), K = qv_vit_lin_in(dm, l);
+    if (!w->hooked[l] || !dm->hook->input)
+        return qv_linear_rows(dm->dt, T, N, K, x, w->w[l], w->b[l], y, 0);
+    float *xq = qv_aligned_alloc(64, (size_t)(T * K) * sizeof *xq + 64, "vision linear input");
+    if (!xq)
+        return QV_ERR_NOMEM;
+    bool use = false;
+    qv_status st = dm->hook->input(dm->hook->ctx, w->module[l], T, K, x, xq, &use);
+    if (st == QV_OK)
+        st = qv_linear_rows(dm->dt, T, N, K, use ? xq : x, w->w[l], w->b[l], y, 0);
+    qv_free(xq);
+    return st;
 }
 
 static qv_status attention_half(const qv_vit_dims *dm, const qv_vit_layer *w, const qv_vit_seq *s, float *x,

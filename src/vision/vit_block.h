@@ -26,6 +26,7 @@
 #include "../io/safetensors.h"
 #include "../model/config.h"
 #include "../nn/act.h"
+#include "vision_hook.h"
 
 /* Linear slots. FC1 is the gate projection of a gated MLP, FC2 its down projection. */
 typedef enum qv_vit_lin {
@@ -61,6 +62,7 @@ typedef struct qv_vit_dims {
     bool gated;             /* SiLU-style gated MLP (GATE = FC1, UP, DOWN = FC2) */
     bool qk_norm;           /* RMS over the whole q / k (weights QNORM, KNORM), eps = eps */
     qv_dtype dt;            /* compute dtype of the linears: F32 or BF16 */
+    const qv_vision_hook *hook; /* per-Linear hook (vision_hook.h), or NULL; borrowed */
 } qv_vit_dims;
 
 /* Tensor names of one layer relative to its prefix ("vision_model.encoder.layers.3."); NULL =
@@ -78,6 +80,8 @@ typedef struct qv_vit_layer {
     void *own[QV_VIT_LIN_COUNT];       /* widened copies (F32 mode) */
     float *small;                      /* biases and vectors, F32 */
     qv_tensor src[QV_VIT_LIN_COUNT];   /* mmap views, for releasing their pages */
+    bool hooked[QV_VIT_LIN_COUNT];     /* dims.hook wants this linear */
+    char module[QV_VIT_LIN_COUNT][192]; /* its checkpoint module name (hooked linears) */
 } qv_vit_layer;
 
 /* Output / input width of a linear slot. */
@@ -88,7 +92,9 @@ int64_t qv_vit_lin_in(const qv_vit_dims *dm, qv_vit_lin l);
  * shape [..], expected [..]" / "not found"), without reading any data. */
 qv_status qv_vit_layer_check(const qv_checkpoint *ck, const qv_vit_dims *dm, const qv_vit_names *nm,
                              const char *prefix);
-/* Loads a layer in the compute dtype. Release with qv_vit_layer_release (also after failure). */
+/* Loads a layer in the compute dtype; linears the dims' hook wants get its weight callback here
+ * and its input callback at every call of the forward. Release with qv_vit_layer_release (also
+ * after failure). */
 qv_status qv_vit_layer_load(const qv_checkpoint *ck, const qv_vit_dims *dm, const qv_vit_names *nm,
                             const char *prefix, qv_vit_layer *layer);
 void qv_vit_layer_release(const qv_checkpoint *ck, qv_vit_layer *layer);
