@@ -88,20 +88,28 @@ static inline void qv_emu_t_dpbf16(int c, int a, int b)
     qv_emu_check(k->rows[c] == k->rows[a] && k->colsb[a] / 4 == k->rows[b] && k->colsb[c] == k->colsb[b]);
     qv_emu_check(k->colsb[a] % 4 == 0 && k->colsb[c] % 4 == 0);
     const int rows = k->rows[c], kp = k->colsb[a] / 4, n = k->colsb[c] / 4;
+    /* B's elements with DAZ applied once (the partial sums never hold a denormal: FTZ) */
+    float be[16][16], bo[16][16];
+    for (int kk = 0; kk < kp; kk++)
+        for (int j = 0; j < n; j++) {
+            const uint32_t bd = qv_emu_dword(b, kk, j);
+            be[kk][j] = qv_flush_denormal(qv_pair_lo(bd));
+            bo[kk][j] = qv_flush_denormal(qv_pair_hi(bd));
+        }
     for (int m = 0; m < rows; m++) {
-        float t[32] = {0};
+        float te[16] = {0}, to[16] = {0};
         for (int kk = 0; kk < kp; kk++) {
             const uint32_t ad = qv_emu_dword(a, m, kk);
+            const float ae = qv_flush_denormal(qv_pair_lo(ad)), ao = qv_flush_denormal(qv_pair_hi(ad));
             for (int j = 0; j < n; j++) {
-                const uint32_t bd = qv_emu_dword(b, kk, j);
-                t[2 * j] = qv_fma_daz_ftz(qv_pair_lo(ad), qv_pair_lo(bd), t[2 * j]);
-                t[2 * j + 1] = qv_fma_daz_ftz(qv_pair_hi(ad), qv_pair_hi(bd), t[2 * j + 1]);
+                te[j] = qv_flush_denormal(fmaf(ae, be[kk][j], te[j]));
+                to[j] = qv_flush_denormal(fmaf(ao, bo[kk][j], to[j]));
             }
         }
         float row[16];
         memcpy(row, qv_emu_tmm.t[c][m], (size_t)n * 4);
         for (int j = 0; j < n; j++)
-            row[j] = qv_add_daz_ftz(row[j], qv_add_daz_ftz(t[2 * j], t[2 * j + 1]));
+            row[j] = qv_add_daz_ftz(row[j], qv_add_daz_ftz(te[j], to[j]));
         memset(qv_emu_tmm.t[c][m], 0, 64);
         memcpy(qv_emu_tmm.t[c][m], row, (size_t)n * 4);
     }
