@@ -8,12 +8,19 @@
  * the runner (oneDNN), the difference to the FP output reduced per token row by the simd loss
  * kernel and summed in row order. Loop over k is sequential; everything inside is parallel over
  * disjoint outputs, so the losses do not depend on the thread count. Memory: two [T, C'] outputs
- * in T, one candidate copy of the fcs' weights, and (W-A) the scaled input [T, ci]. */
+ * in T, one candidate copy of the fcs' weights, and (W-A) the scaled input [T, ci].
+ *
+ * Packed path (BF16 compute on a host with AMX or AVX-512-BF16, src/nn/fqgemm.h): the inspect
+ * module's linears are packed once per group and run on the tile kernels, the fcs' candidates
+ * fake-quantized on the fly from s_k (no candidate copy); the reference output Y0 uses the same
+ * kernels without quantization. QVLM_FQGEMM=0 turns it off; F32 compute never takes it, except
+ * under QVLM_FQGEMM=emu-amx (tests: the emulated AMX set, any compute dtype, BF16 reference T). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../simd/fp.h"
+#include "../nn/fqgemm.h"
 #include "quant.h"
 
 static qv_status run_inspect(qv_group_search *s, const qv_llm_weights *w, const float *x, float *y)
@@ -89,6 +96,62 @@ static double group_loss(qv_group_search *s, const void *y0, const void *y, int6
     return (mae ? sa : sq) / denom;
 }
 
+/* The linears the inspect module runs (attention: q/k/v or wqkv and o; MLP: gate, up, down). */
+static int inspect_lins(const qv_llm *m, const qv_scale_group *g, qv_llm_lin out[4])
+{
+    int n = 0;
+    switch (g->inspect) {
+    case QV_INSPECT_ATTN:
+        if (qv_llm_has_lin(m, QV_LIN_QKV))
+            out[n++] = QV_LIN_QKV;
+        else
+            out[n++] = QV_LIN_Q, out[n++] = QV_LIN_K, out[n++] = QV_LIN_V;
+        out[n++] = QV_LIN_O;
+        break;
+    case QV_INSPECT_MLP: out[n++] = QV_LIN_GATE, out[n++] = QV_LIN_UP, out[n++] = QV_LIN_DOWN; break;
+    case QV_INSPECT_LINEAR: out[n++] = g->inspect_lin; break;
+    }
+    return n;
+}
+
+/* The kernel set of the packed path, or NULL for the oneDNN path. */
+static const qv_gemm_kernels *packed_kernels(const qv_group_search *s, const qv_fq *wq)
+{
+    const char *e = getenv("QVLM_FQGEMM");
+    const qv_gemm_kernels *k = NULL;
+    if (s->o->T != QV_BF16 || (e && !strcmp(e, "0")))
+        return NULL;
+    if (e && !strcmp(e, "emu-amx"))
+        k = qv_gemm_kernels_get(QV_GEMM_EMU_AMX);
+    else if (s->m->dt == QV_BF16)
+        k = qv_gemm_kernels_active();
+    qv_llm_lin l[4];
+    const int n = inspect_lins(s->m, s->g, l);
+    for (int i = 0; i < n && k; i++)
+        if (!s->w->w[l[i]] || !qv_fqgemm_supports(qv_llm_lin_in(s->m, l[i]), wq))
+            k = NULL;
+    return k;
+}
+
+/* Packs linear l of the inspect module: the fcs from fc_w (what their candidates start from),
+ * the others from the layer view, rounded to BF16 when the compute dtype is F32 (test hook). */
+static qv_status pack_lin(const qv_group_search *s, const qv_gemm_kernels *k, qv_llm_lin l, qv_fqgemm_w **out)
+{
+    const int64_t N = qv_llm_lin_out(s->m, l), K = qv_llm_lin_in(s->m, l);
+    for (int f = 0; f < s->g->n_fcs; f++)
+        if (s->g->fcs[f] == l)
+            return qv_fqgemm_pack(k, s->fc_w[f], N, K, out);
+    if (s->m->dt == QV_BF16)
+        return qv_fqgemm_pack(k, s->w->w[l], N, K, out);
+    uint16_t *b = qv_malloc((size_t)(N * K) * sizeof *b, "search: BF16 weight");
+    if (!b)
+        return QV_ERR_NOMEM;
+    qv_kernels()->f32_to_bf16(b, s->w->w[l], (size_t)(N * K));
+    qv_status st = qv_fqgemm_pack(k, b, N, K, out);
+    qv_free(b);
+    return st;
+}
+
 qv_status qv_search_group(qv_group_search *s)
 {
     qv_llm *m = s->m;
@@ -111,6 +174,11 @@ qv_status qv_search_group(qv_group_search *s)
     if (why)
         return qv_fail(QV_ERR_INVALID, "%s: %s", qv_llm_lin_suffix(m, g->fcs[0]), why);
 
+    const qv_gemm_kernels *pkk = packed_kernels(s, &wq);
+    const bool packed = pkk != NULL;
+    qv_fqgemm_w *pk[QV_LIN_COUNT] = {0};
+    qv_fqgemm_q fq = {.mode = o->wa ? QV_FQ_SCALE_MUL : QV_FQ_SCALE_MULDIV, .p = wq};
+    qv_llm_weights w0 = *s->w; /* the reference forward's view */
     qv_status st = QV_OK;
     void *y0 = NULL, *yc = NULL, *s_T = NULL, *cand[3] = {0};
     float *y = NULL, *sk = NULL, *xs = NULL;
@@ -126,7 +194,16 @@ qv_status qv_search_group(qv_group_search *s)
         st = QV_ERR_NOMEM;
         goto done;
     }
-    for (int f = 0; f < g->n_fcs; f++) {
+    if (packed) {
+        qv_llm_lin l[4];
+        const int n = inspect_lins(m, g, l);
+        for (int i = 0; i < n; i++) {
+            QV_CHECK(st = pack_lin(s, pkk, l[i], &pk[l[i]]), done);
+            w0.packed[l[i]] = pk[l[i]];
+        }
+        fq.s = s_T;
+    }
+    for (int f = 0; f < g->n_fcs && !packed; f++) {
         int64_t co = qv_llm_lin_out(m, g->fcs[f]);
         cand[f] = qv_aligned_alloc(64, (size_t)(co * ci) * ces, "search: candidate weights");
         if (!cand[f]) {
@@ -144,7 +221,7 @@ qv_status qv_search_group(qv_group_search *s)
 
     /* the statistic from the candidate's input; the reference output from the clean input */
     qv_act_scale(s->act_scale, xq, T, ci, Td, o->division);
-    QV_CHECK(st = run_inspect(s, s->w, s->x, y), done);
+    QV_CHECK(st = run_inspect(s, &w0, s->x, y), done);
     qv_round_values(y, T * cout, Td);
     store_T(y0, y, T * cout, Td);
 
@@ -153,18 +230,22 @@ qv_status qv_search_group(qv_group_search *s)
     for (int kk = 0; kk < o->n_grid; kk++) {
         qv_grid_scale(sk, s->act_scale, ci, kk, o->n_grid, Td);
         store_T(s_T, sk, ci, Td);
-        qv_llm_weights cw = *s->w;
+        qv_llm_weights cw = w0;
         for (int f = 0; f < g->n_fcs; f++) {
             const int64_t co = qv_llm_lin_out(m, g->fcs[f]);
             const qv_dtype out_dt = cdt == Td ? Td : QV_F32;
             const qv_fq_scale mode = o->wa ? QV_FQ_SCALE_MUL : QV_FQ_SCALE_MULDIV;
             const int64_t rb = 16;
+            if (packed) { /* fake-quantized inside the GEMM (s_T holds this grid point's scale) */
+                cw.fq[g->fcs[f]] = &fq;
+            } else {
 #pragma omp parallel for schedule(static)
-            for (int64_t r0 = 0; r0 < co; r0 += rb)
-                k->fq_rows((char *)cand[f] + (size_t)(r0 * ci) * qv_dtype_size(out_dt), out_dt,
-                           (const char *)s->fc_w[f] + (size_t)(r0 * ci) * tes, Td, s_T, mode, QV_MIN(rb, co - r0), ci,
-                           &wq);
-            cw.w[g->fcs[f]] = cand[f];
+                for (int64_t r0 = 0; r0 < co; r0 += rb)
+                    k->fq_rows((char *)cand[f] + (size_t)(r0 * ci) * qv_dtype_size(out_dt), out_dt,
+                               (const char *)s->fc_w[f] + (size_t)(r0 * ci) * tes, Td, s_T, mode,
+                               QV_MIN(rb, co - r0), ci, &wq);
+                cw.w[g->fcs[f]] = cand[f];
+            }
             if (o->wa) {
                 cw.act_bits[g->fcs[f]] = (int8_t)o->a_bit;
                 cw.act_div = (uint8_t)o->division;
@@ -206,5 +287,7 @@ done:
     qv_free(row_sq);
     for (int f = 0; f < 3; f++)
         qv_free(cand[f]);
+    for (int l = 0; l < QV_LIN_COUNT; l++)
+        qv_fqgemm_free(pk[l]);
     return st;
 }
