@@ -26,7 +26,7 @@ const qv_gemm_kernels qv_fqgemm_generic = {.isa = QV_GEMM_ISA_COUNT, .name = "ge
 
 /* ---- tunables ------------------------------------------------------------------------------- */
 
-static qv_fqgemm_tune g_tune = {.kc = 1024, .panel_kib = 1024};
+static qv_fqgemm_tune g_tune = {.kc = 512, .panel_kib = 1024};
 static pthread_once_t g_tune_once = PTHREAD_ONCE_INIT;
 
 static void tune_env(void)
@@ -38,7 +38,7 @@ static void tune_env(void)
     if (e && *e)
         g_tune.panel_kib = strtoll(e, NULL, 10);
     if (g_tune.kc < 0 || g_tune.kc % QV_GEMM_KT)
-        g_tune.kc = 1024;
+        g_tune.kc = 512;
     if (g_tune.panel_kib < 1)
         g_tune.panel_kib = 1024;
 }
