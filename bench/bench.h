@@ -8,6 +8,8 @@
 int qv_bench_vit(int argc, char **argv);
 /* `qvlm bench kernels [--quick] [--json]`: the SIMD kernels against memcpy and their scalar twins. */
 int qv_bench_kernels(int argc, char **argv);
+/* `qvlm bench layer`: one decoder layer at InternLM2-7B dimensions (bench_layer.c). */
+int qv_bench_layer(int argc, char **argv);
 
 /* `qvlm bench amx-peak [--seconds S] [--json]`: the register-only AMX TDPBF16PS ceiling. */
 int qv_bench_amx_peak(int argc, char **argv);

@@ -200,6 +200,13 @@ Test(cli_forward, missing_batch_and_bad_embeddings)
     free(dir);
 }
 
+Test(cli_forward, refuses_above_max_memory)
+{
+    char model[4096];
+    snprintf(model, sizeof model, "%s", qt_fixture(QWEN2));
+    expect_fail(model, qt_fixture(QWEN2_GOLD), "--max-memory 1M", "more than --max-memory 1.0 MiB");
+}
+
 Test(cli_forward, usage_errors)
 {
     char *o, *e;
@@ -209,4 +216,28 @@ Test(cli_forward, usage_errors)
     rc = qt_run_cli(&o, &e, "forward '%s'", qt_fixture(QWEN2));
     cr_assert_eq(rc, 2);
     free(o), free(e);
+}
+
+Test(cli_forward, same_bytes_for_any_thread_count)
+{
+    char *dir = qt_tmpdir(), *o, *e, model[4096], batch[4096], emb[4096];
+    snprintf(model, sizeof model, "%s", qt_fixture("models/internvl2-internlm2-tiny"));
+    snprintf(batch, sizeof batch, "%s", qt_fixture("goldens/internvl2-internlm2-tiny/calib_batch.safetensors"));
+    snprintf(emb, sizeof emb, "%s", qt_fixture("goldens/internvl2-internlm2-tiny/forward.safetensors"));
+    char *files[2];
+    for (int i = 0; i < 2; i++) {
+        files[i] = malloc(4096);
+        snprintf(files[i], 4096, "%s/t%d.safetensors", dir, i + 1);
+        int rc = qt_run_cli(&o, &e, "forward '%s' --batch '%s' --inputs-embeds 'llm.inputs_embeds@%s' -o '%s' -q "
+                            "--threads %d --dump llm.layers.*.out,llm.norm.out",
+                            model, batch, emb, files[i], i + 1);
+        cr_assert_eq(rc, 0, "stderr: %s", e);
+        free(o), free(e);
+    }
+    char *a, *b;
+    size_t la, lb;
+    cr_assert_eq(qv_read_file(files[0], 1 << 28, &a, &la), QV_OK);
+    cr_assert_eq(qv_read_file(files[1], 1 << 28, &b, &lb), QV_OK);
+    cr_assert(la == lb && memcmp(a, b, la) == 0, "outputs differ between 1 and 2 threads");
+    qv_free(a), qv_free(b), free(files[0]), free(files[1]), free(dir);
 }

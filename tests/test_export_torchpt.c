@@ -238,7 +238,8 @@ Test(torchpt, refuses_code_and_bad_files)
     free(p);
     /* the legacy (pre-1.6) format starts with a pickle, not a zip */
     p = tmpfile_path("legacy.pt");
-    cr_assert_eq(qv_write_file_atomic(p, "\x80\x02\x8a\x0alegacy", 12), QV_OK);
+    static const char legacy[] = "\x80\x02\x8a\x0alegacy";
+    cr_assert_eq(qv_write_file_atomic(p, legacy, sizeof legacy - 1), QV_OK);
     expect_fail(p, QV_ERR_UNSUPPORTED, "legacy");
     free(p);
     /* not a zip at all */

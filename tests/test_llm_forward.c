@@ -13,6 +13,7 @@
 
 #include "llm/forward.h"
 #include "llm/head.h"
+#include "nn/matmul.h"
 #include "nn/norm.h"
 #include "util/testutil.h"
 
@@ -280,5 +281,92 @@ Test(llm_forward, names_table)
     qv_llm_close(m);
     m = open_model("models/llava-onevision-qwen2-tiny");
     cr_assert(m->head.data != m->embed.data);
+    qv_llm_close(m);
+}
+
+/* BF16 compute (weights from the mmap, activations rounded at each matmul input) can only run
+ * where oneDNN has native BF16 matmuls; elsewhere the mode is refused up front. Tolerances are
+ * those of bf16 rounding, not of the goldens. */
+Test(llm_forward, bf16_mode)
+{
+    qv_llm_opts o = {QV_BF16};
+    qv_llm *m = NULL;
+    if (!qv_matmul_bf16_native()) {
+        cr_assert_eq(qv_llm_open(qt_fixture("models/internvl2-qwen2-tiny"), &o, &m), QV_ERR_UNSUPPORTED);
+        cr_assert_null(m);
+        cr_skip_test("no native BF16 matmul on this host");
+    }
+    cr_assert_eq(qv_llm_open(qt_fixture("models/internvl2-qwen2-tiny"), &o, &m), QV_OK, "%s", qv_last_error());
+    qv_llm_batch b;
+    cr_assert_eq(qv_llm_batch_load(qt_fixture("goldens/internvl2-qwen2-tiny/calib_batch.safetensors"), &b), QV_OK);
+    cr_assert_eq(qv_llm_batch_load_embeds(&b, qt_fixture("goldens/internvl2-qwen2-tiny/forward.safetensors"),
+                                          "llm.inputs_embeds"),
+                 QV_OK);
+    dump_set ds = {.n = 1, .T = b.B * b.L};
+    ds.b[0] = (dump_buf){"llm.layers.2.out", 128, NULL};
+    qv_llm_dump dump = {&ds, d_want, d_put};
+    qv_llm_result res;
+    cr_assert_eq(qv_llm_forward(m, &b, &dump, NULL, 0, &res), QV_OK, "%s", qv_last_error());
+    cr_assert_leq(fabs(res.loss - 8.353189), 0.05, "bf16 loss %f", res.loss);
+    qv_st_file *g = qt_open_st("goldens/internvl2-qwen2-tiny/forward.safetensors");
+    qv_tensor t;
+    float *ref = qt_tensor_f32(g, "llm.layers.2.out", &t);
+    double r = rel_rows(dump_get(&ds, "llm.layers.2.out"), ref, 0, b.L, 128);
+    cr_assert_leq(r, 3e-2, "bf16 layer 2 rel %g", r);
+    free(ref);
+    qv_st_close(g);
+    dump_free(&ds);
+    qv_llm_result_free(&res);
+    qv_llm_batch_free(&b);
+    qv_llm_close(m);
+}
+
+/* qwen2-vl-tiny, sample 0 (fixtures README §13.4–13.5): left padding (65 query rows that may
+ * attend nothing → attention output 0, the flash-attention rule), positions 0..N−1 on all three
+ * M-RoPE streams (MBQ), then the model's own M-RoPE positions (get_rope_index, hf_mrope.*). */
+Test(llm_forward, qwen2_vl_left_padding_and_mrope)
+{
+    qv_llm *m = open_model("models/qwen2-vl-tiny");
+    const char *fp = "goldens/qwen2-vl-tiny/llm_forward.safetensors", *bp = "goldens/qwen2-vl-tiny/llm_calib_batch.safetensors";
+    qv_llm_batch b;
+    cr_assert_eq(qv_llm_batch_load(qt_fixture(bp), &b), QV_OK, "%s", qv_last_error());
+    cr_assert_eq(qv_llm_batch_load_embeds(&b, qt_fixture(fp), "llm.inputs_embeds"), QV_OK, "%s", qv_last_error());
+    cr_assert(b.B == 1 && b.L == 330 && !b.attention_mask[0] && b.attention_mask[65]);
+    qv_st_file *g = qt_open_st(fp), *gb = qt_open_st(bp);
+    qv_tensor t;
+    float *nref = qt_tensor_f32(g, "llm.norm.out.sample0", &t), *nll = qt_tensor_f32(g, "nll.loss_rows", NULL);
+    float *nll_mrope = qt_tensor_f32(g, "hf_mrope.nll.loss_rows", NULL);
+    const int64_t rows = t.shape[0];
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) { /* the model's own M-RoPE positions, sample 0 of [3, 4, 330] */
+            qv_tensor pt;
+            cr_assert_eq(qv_st_get(gb, "mrope.position_ids", &pt), QV_OK);
+            b.mrope_position_ids = malloc(3 * 330 * sizeof(int64_t));
+            for (int s = 0; s < 3; s++)
+                memcpy(b.mrope_position_ids + s * 330, (const int64_t *)pt.data + s * 4 * 330, 330 * sizeof(int64_t));
+        }
+        dump_set ds = {.n = 1, .T = b.L};
+        ds.b[0] = (dump_buf){"llm.norm.out", 128, NULL};
+        qv_llm_dump dump = {&ds, d_want, d_put};
+        qv_llm_result res;
+        cr_assert_eq(qv_llm_forward(m, &b, &dump, NULL, 0, &res), QV_OK, "%s", qv_last_error());
+        cr_assert_eq(res.n_rows, 50);
+        const float *want = pass ? nll_mrope : nll;
+        cr_assert_leq(qt_max_abs(res.nll, want, 50), 1e-4, "pass %d nll abs %g", pass, qt_max_abs(res.nll, want, 50));
+        if (pass == 0) {
+            double r = rel_rows(dump_get(&ds, "llm.norm.out"), nref, 0, rows, 128);
+            cr_assert_leq(r, 1e-4, "norm rows 0..%lld rel %g", (long long)rows, r);
+        } else {
+            cr_assert_gt(qt_max_abs(res.nll, nll, 50), 1e-3, "M-RoPE positions had no effect");
+        }
+        dump_free(&ds);
+        qv_llm_result_free(&res);
+    }
+    free(nref), free(nll), free(nll_mrope);
+    free(b.mrope_position_ids);
+    b.mrope_position_ids = NULL;
+    qv_st_close(g);
+    qv_st_close(gb);
+    qv_llm_batch_free(&b);
     qv_llm_close(m);
 }

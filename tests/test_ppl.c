@@ -122,8 +122,9 @@ Test(ppl, text_readers)
     cr_assert_eq(qv_ppl_load_ids(pl, &enc, &ids, &n), QV_OK);
     cr_assert_eq(n, (int64_t)strlen("plain {\"text\": 1}\n"));
     cr_assert_eq(ids[0], 'p');
-    cr_assert_neq(qv_ppl_load_ids(pl, NULL, &ids, &n), QV_OK); /* text without a tokenizer */
     qv_free(ids);
+    cr_assert_neq(qv_ppl_load_ids(pl, NULL, &ids, &n), QV_OK); /* text without a tokenizer */
+    cr_assert_null(ids);
     qv_llm *m;
     cr_assert_eq(qv_llm_open(qt_fixture("models/qwen2-tiny"), NULL, &m), QV_OK);
     char long_text[600];

@@ -15,6 +15,7 @@ typedef struct bench_entry {
 static const bench_entry benches[] = {
     {"vit", qv_bench_vit, "InternViT-300M forward tiles/s at its real dimensions (random weights)"},
     {"kernels", qv_bench_kernels, "SIMD kernels vs memcpy bandwidth and vs their scalar reference"},
+    {"layer", qv_bench_layer, "prefill tokens/s of one decoder layer at InternLM2-7B dimensions, vs its GEMMs alone"},
     {"amx-peak", qv_bench_amx_peak, "register-only AMX TDPBF16PS ceiling, one thread and all threads"},
     {"fqgemm", qv_bench_fqgemm, "packed BF16 GEMM with on-the-fly fake quantization vs oneDNN and the AMX ceiling"},
     {"search-layer", qv_bench_search_layer, "one decoder layer's MBQ W3g128 scale search at InternVL2-8B size"},

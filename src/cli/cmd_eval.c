@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "core/fsutil.h"
 #include "core/progress.h"
+#include "llm/forward.h"
 #include "llm/ppl.h"
 
 #if defined(__has_include)
@@ -104,6 +105,16 @@ int qv_cmd_eval(int argc, char **argv)
     if (qv_ppl_load_ids(data, encp, &ids, &n) != QV_OK) {
         rc = qv_cli_fail();
         goto done;
+    }
+    if (qv_cli.max_memory) {
+        uint64_t need = qv_llm_forward_bytes(m, batch, seqlen, 0, false);
+        if (need > qv_cli.max_memory) {
+            qv_fail(QV_ERR_NOMEM, "%s: a forward of %lld window(s) of %lld tokens needs about %.1f MiB, more than "
+                    "--max-memory %.1f MiB (lower --batch or --seqlen)", data, (long long)batch, (long long)seqlen,
+                    (double)need / 1048576.0, (double)qv_cli.max_memory / 1048576.0);
+            rc = qv_cli_fail();
+            goto done;
+        }
     }
     qv_progress prog;
     qv_progress_init(&prog, qv_cli.quiet ? NULL : stderr, "ppl", seqlen > 0 ? n / seqlen : 0);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "quant/qlayer.h"
 #include "core/progress.h"
 #include "llm/forward.h"
 #include "vision/vision.h"
@@ -142,6 +143,8 @@ static qv_status declare_outputs(qv_st_writer *w, const qv_llm *m, const qv_llm_
 int qv_cmd_forward(int argc, char **argv)
 {
     const char *batch_path = NULL, *out_path = NULL, *dump_list = NULL, *embeds = NULL, *dtype = "f32";
+    const char *scales_path = NULL;
+    int64_t w_bit = 0, a_bit = 0, w_group = 0;
     const qv_opt opts[] = {
         {"batch", 0, QV_OPT_STR, &batch_path, "BATCH", "batch safetensors (input_ids, labels, attention_mask, ...)"},
         {"output", 'o', QV_OPT_STR, &out_path, "OUT", "output safetensors"},
@@ -149,10 +152,15 @@ int qv_cmd_forward(int argc, char **argv)
                                                    "llm.layers.*.out, llm.norm.out, logits (comma-separated)"},
         {"inputs-embeds", 0, QV_OPT_STR, &embeds, "KEY@FILE", "LLM input embeddings [B,L,C] from tensor KEY of FILE"},
         {"dtype", 0, QV_OPT_STR, &dtype, "f32|bf16", "compute dtype (bf16 needs native BF16 matmuls)"},
+        {"scales", 0, QV_OPT_STR, &scales_path, "DIR",
+         "the quantized model: DIR's scales (a qvlm folder or MBQ's .pt) applied, every decoder linear fake-quantized"},
+        {"w-bit", 0, QV_OPT_INT, &w_bit, "N", "with a .pt that carries no config: weight bits"},
+        {"a-bit", 0, QV_OPT_INT, &a_bit, "N", "with a .pt: activation bits (16 = weight-only)"},
+        {"w-group", 0, QV_OPT_INT, &w_group, "N", "with a .pt: weight group size (-1 = per channel)"},
         {0},
     };
-    const qv_cli_cmd cmd = {"forward", "MODEL --batch BATCH.safetensors -o OUT.safetensors [--dump LIST] "
-                                       "[--inputs-embeds KEY@FILE]",
+    const qv_cli_cmd cmd = {"forward", "MODEL --batch BATCH.safetensors -o OUT.safetensors [--scales DIR] "
+                                       "[--dump LIST] [--inputs-embeds KEY@FILE]",
                             "Forward of the model on a batch (images through the vision tower when the batch "
                             "holds pixels): loss, per-row NLL and sample 0's loss-row logits, in the goldens' layout.",
                             opts, 1, 1};
@@ -177,6 +185,9 @@ int qv_cmd_forward(int argc, char **argv)
         emb_file = at + 1;
     }
     qv_llm *m = NULL;
+    qv_scales sc = {0};
+    qv_qmodel qm;
+    bool have_sc = false;
     qv_llm_batch b = {0};
     qv_llm_result res = {0};
     qv_st_writer *w = NULL;
@@ -192,6 +203,15 @@ int qv_cmd_forward(int argc, char **argv)
     if (qv_llm_open(pos[0], &lo, &m) != QV_OK) {
         rc = qv_cli_fail();
         goto done;
+    }
+    if (scales_path) {
+        if (qv_scales_load(scales_path, &sc) != QV_OK ||
+            qv_qmodel_from_scales(&qm, &sc, (int)w_bit, (int)a_bit, w_group) != QV_OK) {
+            rc = qv_cli_fail();
+            goto done;
+        }
+        have_sc = true;
+        qv_qmodel_attach(m, &qm);
     }
     if (!emb_file && m->cfg.has_vision) {
         /* a quarter of --max-memory for one chunk of tiles: the LLM's hidden states need the rest */
@@ -250,6 +270,15 @@ int qv_cmd_forward(int argc, char **argv)
     }
     for (int64_t k = 0; k < M; k++)
         M0 += rows[2 * k] == 0;
+    if (qv_cli.max_memory) {
+        uint64_t need = qv_llm_forward_bytes(m, b.B, b.L, M0, dump_find(&d, "llm.norm.out") >= 0);
+        if (need > qv_cli.max_memory) {
+            qv_fail(QV_ERR_NOMEM, "%s: the forward of this batch needs about %.1f MiB, more than --max-memory %.1f MiB",
+                    batch_path, (double)need / 1048576.0, (double)qv_cli.max_memory / 1048576.0);
+            rc = qv_cli_fail();
+            goto done;
+        }
+    }
     if (qv_st_writer_open(&w, out_path, NULL, 0) != QV_OK || declare_outputs(w, m, &b, M, M0, &d) != QV_OK) {
         rc = qv_cli_fail();
         goto done;
@@ -305,5 +334,7 @@ done:
     qv_llm_result_free(&res);
     qv_llm_batch_free(&b);
     qv_llm_close(m);
+    if (have_sc)
+        qv_scales_free(&sc);
     return rc;
 }

@@ -17,6 +17,7 @@ static const cmd_entry commands[] = {
     {"tokenize", qv_cmd_tokenize, "token ids of a text (--chat: in the model's chat template)"},
     {"preprocess", qv_cmd_preprocess, "the model's image preprocessing of one image (pixel_values, tiles)"},
     {"calib", qv_cmd_calib, "the calibration batch a run config describes (ids, labels, masks, pixels, prompts)"},
+    {"quantize", qv_cmd_quantize, "calibration, search, evaluation and export of a YAML run configuration"},
     {"forward", qv_cmd_forward, "forward of the model on a batch (images through the vision tower): loss, NLL, logits"},
     {"eval", qv_cmd_eval, "perplexity of the language model on a text file (--task ppl)"},
     {"export", qv_cmd_export, "write a quantized checkpoint (fake, awq, gptq, compressed-tensors, fp8) or MBQ's .pt"},

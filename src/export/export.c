@@ -2,46 +2,15 @@
  * output shard out, check space, then stream layer by layer through apply → codes → pack. */
 #include "export.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/fsutil.h"
 #include "core/strmap.h"
-#include "fp.h"
-#include "io/torchpt.h"
 #include "outdir.h"
-#include "plan.h"
-#include "recipe.h"
 
-enum { U_COPY = 0, U_SKIP, U_QINT, U_FAKE, U_QFP8 };
-
-typedef struct unit {
-    int kind;
-    int64_t bias;      /* bias tensor folded into a QINT output (AWQ/GPTQ), or -1 */
-    qv_dtype out_dt;   /* COPY / FAKE */
-    bool static_input; /* QFP8 with a stored input_scale */
-} unit;
-
-typedef struct xctx {
-    const qv_export_opts *o;
-    qv_export_stats *st;
-    qv_mplan p;
-    qv_scales sc;
-    bool have_sc;
-    qv_recipe rc;
-    bool have_rc;
-    qv_qspec qs;
-    qv_dtype T;
-    char *tmp;
-    unit *u;
-    qv_olist outs;      /* layout: every output tensor, no data */
-    uint32_t *out_shard;
-    qv_strmap out_idx;  /* name -> index in outs */
-    qv_st_writer **w;
-    bool ct_int;        /* compressed-tensors int-quantized (W-A search) */
-} xctx;
+#include "export_impl.h"
 
 void qv_export_opts_init(qv_export_opts *o)
 {
@@ -70,8 +39,7 @@ bool qv_dtype_from_torch(const char *s, qv_dtype *dt)
     return true;
 }
 
-static void logf_(xctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(xctx *x, const char *fmt, ...)
+void qv_xp_log(xctx *x, const char *fmt, ...)
 {
     if (!x->o->log)
         return;
@@ -129,7 +97,7 @@ static qv_status resolve_spec(xctx *x)
     return QV_OK;
 }
 
-static void default_ignore(xctx *x, qv_recipe *r, qv_status *st)
+void qv_xp_default_ignore(xctx *x, qv_recipe *r, qv_status *st)
 {
     *st = qv_recipe_add(&r->ignore, &r->n_ignore, x->p.lm_head);
     for (size_t i = 0; *st == QV_OK && i < x->p.n_prefix; i++) {
@@ -154,7 +122,7 @@ static qv_status setup_recipe(xctx *x)
         if (!(x->rc.path = qv_strdup("default FP8_DYNAMIC recipe")))
             return QV_ERR_NOMEM;
         QV_TRY(qv_recipe_add(&x->rc.targets, &x->rc.n_targets, "Linear"));
-        default_ignore(x, &x->rc, &st);
+        qv_xp_default_ignore(x, &x->rc, &st);
         QV_TRY(st);
     }
     if (!x->have_rc)
@@ -218,7 +186,7 @@ static qv_status check_scale_names(xctx *x)
 
 /* ---- decisions and layout --------------------------------------------------------------------- */
 
-static qv_dtype out_dtype(const xctx *x, qv_dtype src)
+qv_dtype qv_xp_out_dtype(const xctx *x, qv_dtype src)
 {
     if (x->o->dtype != QV_DTYPE_COUNT && (src == QV_F32 || src == QV_BF16 || src == QV_F16))
         return x->o->dtype;
@@ -234,7 +202,7 @@ static qv_status decide(xctx *x)
         const qv_tinfo *t = &x->p.t[i];
         unit *u = &x->u[i];
         u->bias = -1;
-        u->out_dt = out_dtype(x, t->e->dtype);
+        u->out_dt = qv_xp_out_dtype(x, t->e->dtype);
         switch (x->o->format) {
         case QV_FMT_FP8:
             if (t->linear) {
@@ -306,53 +274,10 @@ static qv_status emit_qint(xctx *x, qv_olist *out, size_t i, const qv_qlinear *q
     }
 }
 
-static qv_dtype fp8_T(const xctx *x, size_t i)
-{
-    return x->p.t[i].layer >= 0 ? x->T : out_dtype(x, x->p.t[i].e->dtype);
-}
 
-static bool fp8_per_tensor(const xctx *x) { return !strcmp(x->rc.weights.strategy, "tensor"); }
 
-/* Attention module of a decoder layer with separate k/v projections (compressed-tensors'
- * cached-attention rule, ALGORITHMS-2.md §4.5), or NULL. */
-static char *kv_attn(const xctx *x, size_t li)
-{
-    char *k = qv_asprintf("%sself_attn.k_proj.weight", x->p.layers[li].prefix);
-    char *v = qv_asprintf("%sself_attn.v_proj.weight", x->p.layers[li].prefix);
-    char *a = NULL;
-    if (k && v && qv_mplan_find(&x->p, k) >= 0 && qv_mplan_find(&x->p, v) >= 0)
-        a = qv_asprintf("%sself_attn", x->p.layers[li].prefix);
-    qv_free(k);
-    qv_free(v);
-    return a;
-}
 
-static int64_t kv_scale_len(const xctx *x)
-{
-    return !strcmp(x->rc.kv.strategy, "attn_head") ? x->p.cfg.llm.n_kv_heads : 1;
-}
 
-/* The calibration statistic a static FP8 scale needs; a missing one is refused before any
- * output exists. */
-static qv_status need_stat(const xctx *x, qv_stat_kind kind, const char *module, int64_t n, const qv_stat_entry **out)
-{
-    static const char *kinds[] = {"input", "k", "v"};
-    const qv_stat_entry *s = x->have_sc ? qv_scales_stat(&x->sc, kind, module) : NULL;
-    if (!s || s->n != n) {
-        char where[512];
-        if (x->have_sc)
-            snprintf(where, sizeof where, "%s has no absmax.%s.%s with %lld value(s)", x->sc.path, kinds[kind], module,
-                     (long long)n);
-        else
-            snprintf(where, sizeof where, "no --scales DIR with absmax.%s.%s was given", kinds[kind], module);
-        return qv_fail(QV_ERR_INVALID, "%s: %s scales need calibration statistics: %s (run qvlm quantize with method fp8%s)",
-                       x->rc.path, kind == QV_STAT_INPUT ? "static FP8 input" : "FP8 KV-cache", where,
-                       kind == QV_STAT_INPUT ? ", or use the FP8_DYNAMIC scheme" : "");
-    }
-    if (out)
-        *out = s;
-    return QV_OK;
-}
 
 static qv_status layout_add(xctx *x, const qv_olist *l, uint32_t shard)
 {
@@ -392,9 +317,9 @@ static qv_status layout(xctx *x)
         } else {
             float one = 1.0f;
             if (u->static_input)
-                st = need_stat(x, QV_STAT_INPUT, t->module, 1, NULL);
+                st = qv_xp_need_stat(x, QV_STAT_INPUT, t->module, 1, NULL);
             if (st == QV_OK)
-                st = qv_ct_fp8_emit(&l, t->module, t->e->shape[0], t->e->shape[1], fp8_per_tensor(x), fp8_T(x, i), NULL,
+                st = qv_ct_fp8_emit(&l, t->module, t->e->shape[0], t->e->shape[1], qv_xp_fp8_per_tensor(x), qv_xp_fp8_T(x, i), NULL,
                                     u->static_input ? &one : NULL);
         }
         if (st == QV_OK)
@@ -405,14 +330,14 @@ static qv_status layout(xctx *x)
     if (st == QV_OK && x->o->format == QV_FMT_FP8 && x->rc.kv.present) {
         size_t n_attn = 0;
         for (size_t li = 0; li < x->p.n_layers && st == QV_OK; li++) {
-            char *a = kv_attn(x, li);
+            char *a = qv_xp_kv_attn(x, li);
             if (!a)
                 continue;
             n_attn++;
-            int64_t nh = kv_scale_len(x), shape[3] = {nh, 1, 1}, one[1] = {1};
-            st = need_stat(x, QV_STAT_K, a, nh, NULL);
+            int64_t nh = qv_xp_kv_scale_len(x), shape[3] = {nh, 1, 1}, one[1] = {1};
+            st = qv_xp_need_stat(x, QV_STAT_K, a, nh, NULL);
             if (st == QV_OK)
-                st = need_stat(x, QV_STAT_V, a, nh, NULL);
+                st = qv_xp_need_stat(x, QV_STAT_V, a, nh, NULL);
             if (st != QV_OK) {
                 qv_free(a);
                 break;
@@ -438,7 +363,7 @@ static qv_status layout(xctx *x)
 
 /* ---- writing ------------------------------------------------------------------------------------ */
 
-static qv_status put(xctx *x, const char *name, const void *data, size_t n)
+qv_status qv_xp_put(xctx *x, const char *name, const void *data, size_t n)
 {
     int64_t idx;
     if (!qv_strmap_get(&x->out_idx, name, strlen(name), &idx))
@@ -451,14 +376,14 @@ static qv_status put(xctx *x, const char *name, const void *data, size_t n)
     return qv_st_writer_put(x->w[x->out_shard[idx]], name, data, n);
 }
 
-static qv_status put_list(xctx *x, const qv_olist *l)
+qv_status qv_xp_put_list(xctx *x, const qv_olist *l)
 {
     for (size_t k = 0; k < l->n; k++)
-        QV_TRY(put(x, l->items[k].name, l->items[k].data, l->items[k].nbytes));
+        QV_TRY(qv_xp_put(x, l->items[k].name, l->items[k].data, l->items[k].nbytes));
     return QV_OK;
 }
 
-static qv_status put_floats(xctx *x, const char *name, const float *v, size_t n, qv_dtype dt)
+qv_status qv_xp_put_floats(xctx *x, const char *name, const float *v, size_t n, qv_dtype dt)
 {
     size_t bytes = n * qv_dtype_size(dt);
     void *buf = qv_malloc(bytes ? bytes : 1, name);
@@ -466,7 +391,7 @@ static qv_status put_floats(xctx *x, const char *name, const float *v, size_t n,
         return QV_ERR_NOMEM;
     qv_status st = qv_convert(buf, dt, v, QV_F32, n);
     if (st == QV_OK)
-        st = put(x, name, buf, bytes);
+        st = qv_xp_put(x, name, buf, bytes);
     qv_free(buf);
     return st;
 }
@@ -479,13 +404,13 @@ static qv_status put_copy(xctx *x, size_t i)
     size_t n = (size_t)qv_tensor_numel(&v);
     qv_dtype dt = x->u[i].out_dt;
     if (dt == t->e->dtype)
-        return put(x, t->e->name, v.data, (size_t)(t->e->end - t->e->begin));
+        return qv_xp_put(x, t->e->name, v.data, (size_t)(t->e->end - t->e->begin));
     float *f = qv_malloc((n ? n : 1) * sizeof *f, t->e->name);
     if (!f)
         return QV_ERR_NOMEM;
     qv_status st = qv_convert(f, QV_F32, v.data, v.dtype, n);
     if (st == QV_OK)
-        st = put_floats(x, t->e->name, f, n, dt);
+        st = qv_xp_put_floats(x, t->e->name, f, n, dt);
     qv_free(f);
     return st;
 }
@@ -497,59 +422,7 @@ static qv_status quantize_int(xctx *x, size_t i, const float *w, qv_qlinear *q)
     return qv_qlinear_quantize(q, w, e->shape[0], e->shape[1], &s, x->p.t[i].module);
 }
 
-static qv_status fp8_scale_from(const xctx *x, const qv_stat_entry *s, qv_dtype T, float *out)
-{
-    for (int64_t k = 0; k < s->n; k++) {
-        float a = qv_round_to(s->absmax[k], T), v = qv_round_to(a / 448.0f, T);
-        if (!(a >= 0.0f) || a == INFINITY)
-            return qv_fail(QV_ERR_INVALID, "%s: absmax of %s is %g", x->sc.path, s->module, (double)s->absmax[k]);
-        out[k] = v == 0.0f ? qv_dtype_eps(T) : v;
-    }
-    return QV_OK;
-}
 
-static qv_status emit_fp8(xctx *x, size_t i, const float *w)
-{
-    const qv_tinfo *t = &x->p.t[i];
-    qv_dtype T = fp8_T(x, i);
-    float *own = NULL, in_scale = 0.0f;
-    qv_status st = QV_OK;
-    if (!w) {
-        size_t n = (size_t)(t->e->shape[0] * t->e->shape[1]);
-        qv_tensor v;
-        qv_st_view(t->file, t->e, &v);
-        own = qv_malloc(n * sizeof *own, t->e->name);
-        if (!own)
-            return QV_ERR_NOMEM;
-        qv_convert(own, QV_F32, v.data, v.dtype, n);
-        for (size_t k = 0; k < n; k++)
-            own[k] = qv_round_to(own[k], T);
-        w = own;
-    }
-    if (x->u[i].static_input) {
-        const qv_stat_entry *s;
-        st = need_stat(x, QV_STAT_INPUT, t->module, 1, &s);
-        if (st == QV_OK)
-            st = fp8_scale_from(x, s, T, &in_scale);
-    }
-    qv_fp8linear q;
-    memset(&q, 0, sizeof q);
-    if (st == QV_OK)
-        st = qv_fp8linear_quantize(&q, w, t->e->shape[0], t->e->shape[1], fp8_per_tensor(x), T, t->module);
-    qv_olist l;
-    qv_olist_init(&l);
-    if (st == QV_OK)
-        st = qv_ct_fp8_emit(&l, t->module, t->e->shape[0], t->e->shape[1], fp8_per_tensor(x), T, &q,
-                            x->u[i].static_input ? &in_scale : NULL);
-    if (st == QV_OK)
-        st = put_list(x, &l);
-    if (st == QV_OK)
-        x->st->n_quantized++;
-    qv_olist_free(&l);
-    qv_fp8linear_free(&q);
-    qv_free(own);
-    return st;
-}
 
 static qv_status emit_layer_tensor(xctx *x, size_t i, const qv_wset *ws)
 {
@@ -562,9 +435,9 @@ static qv_status emit_layer_tensor(xctx *x, size_t i, const qv_wset *ws)
     case U_COPY:
         if (!b)
             return put_copy(x, i);
-        return put_floats(x, t->e->name, b->data, (size_t)(b->shape[0] * b->shape[1]), u->out_dt);
+        return qv_xp_put_floats(x, t->e->name, b->data, (size_t)(b->shape[0] * b->shape[1]), u->out_dt);
     case U_QFP8:
-        return emit_fp8(x, i, b->data);
+        return qv_xp_emit_fp8(x, i, b->data);
     default:
         break;
     }
@@ -578,7 +451,7 @@ static qv_status emit_layer_tensor(xctx *x, size_t i, const qv_wset *ws)
             st = QV_ERR_NOMEM;
         if (st == QV_OK) {
             qv_qlinear_dequant(&q, d);
-            st = put_floats(x, t->e->name, d, (size_t)(q.co * q.ci), u->out_dt);
+            st = qv_xp_put_floats(x, t->e->name, d, (size_t)(q.co * q.ci), u->out_dt);
         }
         qv_free(d);
     } else {
@@ -595,41 +468,13 @@ static qv_status emit_layer_tensor(xctx *x, size_t i, const qv_wset *ws)
         if (st == QV_OK)
             st = emit_qint(x, &l, i, &q, bias);
         if (st == QV_OK)
-            st = put_list(x, &l);
+            st = qv_xp_put_list(x, &l);
         qv_olist_free(&l);
     }
     qv_qlinear_free(&q);
     return st;
 }
 
-static qv_status emit_kv(xctx *x, size_t li)
-{
-    char *a = kv_attn(x, li);
-    if (!a)
-        return QV_OK;
-    qv_status st = QV_OK;
-    static const qv_stat_kind kinds[2] = {QV_STAT_K, QV_STAT_V};
-    static const char *names[2] = {"k", "v"};
-    int64_t nh = kv_scale_len(x);
-    float *s = qv_malloc((size_t)nh * sizeof *s, "kv scales");
-    if (!s)
-        st = QV_ERR_NOMEM;
-    for (int k = 0; k < 2 && st == QV_OK; k++) {
-        const qv_stat_entry *e;
-        st = need_stat(x, kinds[k], a, nh, &e);
-        if (st == QV_OK)
-            st = fp8_scale_from(x, e, x->T, s);
-        char *n = st == QV_OK ? qv_asprintf("%s.%s_scale", a, names[k]) : NULL;
-        if (st == QV_OK && !n)
-            st = QV_ERR_NOMEM;
-        if (st == QV_OK)
-            st = put_floats(x, n, s, (size_t)nh, x->T);
-        qv_free(n);
-    }
-    qv_free(s);
-    qv_free(a);
-    return st;
-}
 
 static qv_status stream(xctx *x)
 {
@@ -643,11 +488,11 @@ static qv_status stream(xctx *x)
         for (size_t k = 0; k < L->n && st == QV_OK; k++)
             st = emit_layer_tensor(x, L->tensors[k], &ws);
         if (st == QV_OK && x->o->format == QV_FMT_FP8 && x->rc.kv.present)
-            st = emit_kv(x, li);
+            st = qv_xp_emit_kv(x, li);
         qv_wset_free(&ws);
         QV_TRY(st);
         applied_total += applied;
-        logf_(x, "layer %zu/%zu (%s) done, %zu scale entries applied", li + 1, x->p.n_layers, L->prefix, applied);
+        qv_xp_log(x, "layer %zu/%zu (%s) done, %zu scale entries applied", li + 1, x->p.n_layers, L->prefix, applied);
         /* the layer's pages are not needed again */
         for (size_t k = 0; k < L->n; k++) {
             const qv_tinfo *t = &x->p.t[L->tensors[k]];
@@ -659,7 +504,7 @@ static qv_status stream(xctx *x)
     for (size_t i = 0; i < x->p.n; i++) {
         if (x->p.t[i].layer >= 0)
             continue;
-        qv_status st = x->u[i].kind == U_QFP8 ? emit_fp8(x, i, NULL) : x->u[i].kind == U_SKIP ? QV_OK : put_copy(x, i);
+        qv_status st = x->u[i].kind == U_QFP8 ? qv_xp_emit_fp8(x, i, NULL) : x->u[i].kind == U_SKIP ? QV_OK : put_copy(x, i);
         QV_TRY(st);
     }
     size_t expected = x->have_sc ? x->sc.n + x->sc.n_clip : 0;
@@ -739,158 +584,10 @@ static qv_status finish_writers(xctx *x)
     return st;
 }
 
-static char *layer_container(const xctx *x)
-{
-    if (!x->p.n_layers)
-        return NULL;
-    const char *p = x->p.layers[0].prefix;
-    size_t n = strlen(p) - 1; /* drop the final '.' */
-    while (n && p[n - 1] != '.')
-        n--;
-    return n ? qv_strndup(p, n - 1) : NULL;
-}
 
-static qv_status write_config(xctx *x)
-{
-    qv_json *q = NULL;
-    const char *dt = x->o->dtype != QV_DTYPE_COUNT ? qv_torch_dtype_name(x->o->dtype) : NULL;
-    qv_ct_args w, in;
-    memset(&in, 0, sizeof in);
-    switch (x->o->format) {
-    case QV_FMT_AWQ:
-        q = qv_qconfig_awq(x->qs.bits, x->qs.group, x->p.keep_prefix, x->p.n_prefix);
-        dt = "float16"; /* vLLM's AWQ kernels take FP16 activations only (FORMATS.md §2.5) */
-        snprintf(x->st->detail, sizeof x->st->detail, "gemm");
-        break;
-    case QV_FMT_GPTQ: {
-        char **re = qv_calloc(x->p.n_prefix ? x->p.n_prefix : 1, sizeof *re, "gptq dynamic");
-        char *block = layer_container(x);
-        for (size_t i = 0; re && i < x->p.n_prefix; i++)
-            re[i] = qv_asprintf("%s\\..*", x->p.keep_prefix[i]);
-        if (re)
-            q = qv_qconfig_gptq(x->qs.bits, x->qs.group > 0 ? x->qs.group : -1, x->qs.sym, re, x->p.n_prefix, block);
-        for (size_t i = 0; re && i < x->p.n_prefix; i++)
-            qv_free(re[i]);
-        qv_free(re);
-        qv_free(block);
-        dt = "float16";
-        snprintf(x->st->detail, sizeof x->st->detail, "gptq v1");
-        break;
-    }
-    case QV_FMT_CT: {
-        bool wa = x->qs.a_bit < 16;
-        memset(&w, 0, sizeof w);
-        w.present = true;
-        w.num_bits = x->qs.bits;
-        w.symmetric = wa || x->qs.sym;
-        w.group_size = wa || x->qs.group <= 0 ? -1 : x->qs.group;
-        snprintf(w.strategy, sizeof w.strategy, "%s", w.group_size > 0 ? "group" : "channel");
-        snprintf(w.observer, sizeof w.observer, "minmax");
-        if (wa) {
-            in.present = true;
-            in.num_bits = x->qs.a_bit;
-            in.symmetric = true;
-            in.dynamic = true;
-            snprintf(in.strategy, sizeof in.strategy, "token");
-        }
-        qv_recipe r;
-        memset(&r, 0, sizeof r);
-        qv_status st = QV_OK;
-        const qv_recipe *src = x->have_rc ? &x->rc : &r;
-        if (!x->have_rc) {
-            st = qv_recipe_add(&r.targets, &r.n_targets, "Linear");
-            if (st == QV_OK)
-                default_ignore(x, &r, &st);
-        }
-        const char *fmt = x->ct_int ? "int-quantized" : "pack-quantized";
-        if (st == QV_OK)
-            q = qv_qconfig_ct(fmt, &w, wa ? &in : NULL, NULL, src->targets, src->n_targets, src->ignore, src->n_ignore);
-        qv_recipe_free(&r);
-        QV_TRY(st);
-        snprintf(x->st->detail, sizeof x->st->detail, "%s", fmt);
-        break;
-    }
-    case QV_FMT_FP8:
-        q = qv_qconfig_ct("float-quantized", &x->rc.weights, x->rc.input.present ? &x->rc.input : NULL,
-                          x->rc.kv.present ? &x->rc.kv : NULL, x->rc.targets, x->rc.n_targets, x->rc.ignore, x->rc.n_ignore);
-        snprintf(x->st->detail, sizeof x->st->detail, "float-quantized (%s)", x->rc.scheme[0] ? x->rc.scheme : "recipe");
-        break;
-    default:
-        snprintf(x->st->detail, sizeof x->st->detail, "fake-quantized %s", qv_torch_dtype_name(x->o->dtype != QV_DTYPE_COUNT ? x->o->dtype : x->T));
-        break;
-    }
-    if (x->o->format != QV_FMT_FAKE && !q)
-        return QV_ERR_NOMEM;
-    return qv_outdir_write_config(x->o->model, x->tmp, q, dt);
-}
 
 /* ---- mbq-pt --------------------------------------------------------------------------------------- */
 
-/* {"scale": [(prev_op, (fc, ...), s in T)], "clip": [(fc, max_val [co, groups, 1] in T)]} —
- * ALGORITHMS.md §5.8 / §9.3; "clip" only when the list has clip values (llm-awq's layout). */
-static qv_status write_mbq_pt(xctx *x)
-{
-    qv_pt *doc;
-    QV_TRY(qv_pt_new(&doc));
-    qv_dtype T = x->T;
-    qv_status st = QV_OK;
-    qv_pt_value *root = qv_pt_dict(doc), *list = qv_pt_seq(doc, QV_PT_LIST);
-    if (!root || !list)
-        st = QV_ERR_NOMEM;
-    for (size_t k = 0; st == QV_OK && k < x->sc.n; k++) {
-        const qv_scale_entry *e = &x->sc.entries[k];
-        qv_pt_value *tup = qv_pt_seq(doc, QV_PT_TUPLE), *names = qv_pt_seq(doc, QV_PT_TUPLE);
-        void *buf = qv_malloc((size_t)e->n * qv_dtype_size(T) + 1, "scale");
-        if (!tup || !names || !buf) {
-            qv_free(buf);
-            st = QV_ERR_NOMEM;
-            break;
-        }
-        qv_convert(buf, T, e->s, QV_F32, (size_t)e->n);
-        for (size_t j = 0; st == QV_OK && j < e->n_layers; j++)
-            st = qv_pt_append(names, qv_pt_str(doc, e->layers[j]));
-        if (st == QV_OK)
-            st = qv_pt_append(tup, qv_pt_str(doc, e->prev_op));
-        if (st == QV_OK)
-            st = qv_pt_append(tup, names);
-        if (st == QV_OK)
-            st = qv_pt_append(tup, qv_pt_tensor(doc, T, 1, &e->n, buf));
-        if (st == QV_OK)
-            st = qv_pt_append(list, tup);
-        qv_free(buf);
-    }
-    if (st == QV_OK)
-        st = qv_pt_set(root, qv_pt_str(doc, "scale"), list);
-    if (st == QV_OK && x->sc.n_clip) {
-        qv_pt_value *cl = qv_pt_seq(doc, QV_PT_LIST);
-        st = cl ? QV_OK : QV_ERR_NOMEM;
-        for (size_t k = 0; st == QV_OK && k < x->sc.n_clip; k++) {
-            const qv_clip_entry *c = &x->sc.clips[k];
-            int64_t shape[3] = {c->co, c->ng, 1};
-            void *buf = qv_malloc((size_t)(c->co * c->ng) * qv_dtype_size(T) + 1, "clip");
-            qv_pt_value *tup = qv_pt_seq(doc, QV_PT_TUPLE);
-            if (!buf || !tup) {
-                qv_free(buf);
-                st = QV_ERR_NOMEM;
-                break;
-            }
-            qv_convert(buf, T, c->max_val, QV_F32, (size_t)(c->co * c->ng));
-            st = qv_pt_append(tup, qv_pt_str(doc, c->layer));
-            if (st == QV_OK)
-                st = qv_pt_append(tup, qv_pt_tensor(doc, T, 3, shape, buf));
-            if (st == QV_OK)
-                st = qv_pt_append(cl, tup);
-            qv_free(buf);
-        }
-        if (st == QV_OK)
-            st = qv_pt_set(root, qv_pt_str(doc, "clip"), cl);
-    }
-    if (st == QV_OK)
-        st = qv_pt_save(x->tmp, root);
-    qv_pt_free(doc);
-    snprintf(x->st->detail, sizeof x->st->detail, "MBQ scale list, %s", qv_torch_dtype_name(T));
-    return st;
-}
 
 /* ---- driver --------------------------------------------------------------------------------------- */
 
@@ -965,7 +662,8 @@ qv_status qv_export_run(const qv_export_opts *o, qv_export_stats *stats)
     QV_CHECK(st = setup_recipe(&x), done);
     QV_CHECK(st = qv_outdir_begin(o->out, o->force, o->format == QV_FMT_MBQ_PT, &x.tmp), done);
     if (o->format == QV_FMT_MBQ_PT) {
-        QV_CHECK(st = write_mbq_pt(&x), done);
+        QV_CHECK(st = qv_mbqpt_write(x.tmp, &x.sc, x.T), done);
+        snprintf(stats->detail, sizeof stats->detail, "MBQ scale list, %s", qv_torch_dtype_name(x.T));
         st = qv_outdir_commit(x.tmp, o->out);
         goto done;
     }
@@ -973,9 +671,9 @@ qv_status qv_export_run(const qv_export_opts *o, qv_export_stats *stats)
     QV_CHECK(st = decide(&x), done);
     QV_CHECK(st = layout(&x), done);
     QV_CHECK(st = qv_outdir_copy_aux(o->model, x.tmp), done);
-    QV_CHECK(st = write_config(&x), done);
+    QV_CHECK(st = qv_xp_write_config(&x), done);
     QV_CHECK(st = open_writers(&x), done);
-    logf_(&x, "writing %zu tensors in %zu shard(s) to %s", x.outs.n, x.p.n_shards, o->out);
+    qv_xp_log(&x, "writing %zu tensors in %zu shard(s) to %s", x.outs.n, x.p.n_shards, o->out);
     QV_CHECK(st = stream(&x), done);
     QV_CHECK(st = finish_writers(&x), done);
     st = qv_outdir_commit(x.tmp, o->out);

@@ -11,6 +11,7 @@
 #define QV_EXPORT_EXPORT_H
 
 #include "formats.h"
+#include "quant/apply.h"
 
 typedef void (*qv_export_log_fn)(void *ctx, const char *msg);
 
@@ -19,7 +20,7 @@ typedef struct qv_export_opts {
     const char *scales;  /* scales DIR or .pt; NULL: none (FP8, or RTN with --w-bit) */
     const char *out;     /* folder (a .pt file for mbq-pt) */
     const char *recipe;  /* llm-compressor recipe (fp8, compressed-tensors); NULL */
-    qv_export_format format;
+    qv_fmt format;
     bool force;          /* replace an existing destination */
     qv_dtype dtype;      /* compute and output dtype; QV_DTYPE_COUNT: the model's */
     int w_bit;           /* 0: from the scales' search config */
@@ -44,6 +45,10 @@ typedef struct qv_export_stats {
 } qv_export_stats;
 
 qv_status qv_export_run(const qv_export_opts *o, qv_export_stats *st);
+
+/* Writes a scale list as MBQ's .pt (scale vectors and clip values converted to T) at path
+ * (crash-safe: temporary name, then rename). */
+qv_status qv_mbqpt_write(const char *path, const qv_scales *sc, qv_dtype T);
 
 /* torch_dtype spelling of a float dtype ("bfloat16"). */
 const char *qv_torch_dtype_name(qv_dtype dt);

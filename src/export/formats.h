@@ -11,7 +11,7 @@
 #include "io/safetensors.h"
 #include "qlinear.h"
 
-typedef enum qv_export_format {
+typedef enum qv_fmt {
     QV_FMT_FAKE = 0,
     QV_FMT_AWQ,
     QV_FMT_GPTQ,
@@ -19,10 +19,10 @@ typedef enum qv_export_format {
     QV_FMT_FP8,     /* compressed-tensors float-quantized */
     QV_FMT_MBQ_PT,
     QV_FMT_COUNT
-} qv_export_format;
+} qv_fmt;
 
-const char *qv_format_name(qv_export_format f);
-bool qv_format_parse(const char *s, qv_export_format *f);
+const char *qv_format_name(qv_fmt f);
+bool qv_format_parse(const char *s, qv_fmt *f);
 
 /* One output tensor. data is NULL in the layout pass, else owned (nbytes). */
 typedef struct qv_otensor {

@@ -5,13 +5,13 @@
 
 static const char *format_names[QV_FMT_COUNT] = {"fake", "awq", "gptq", "compressed-tensors", "fp8", "mbq-pt"};
 
-const char *qv_format_name(qv_export_format f) { return (unsigned)f < QV_FMT_COUNT ? format_names[f] : "?"; }
+const char *qv_format_name(qv_fmt f) { return (unsigned)f < QV_FMT_COUNT ? format_names[f] : "?"; }
 
-bool qv_format_parse(const char *s, qv_export_format *f)
+bool qv_format_parse(const char *s, qv_fmt *f)
 {
     for (int i = 0; i < QV_FMT_COUNT; i++)
         if (strcmp(s, format_names[i]) == 0) {
-            *f = (qv_export_format)i;
+            *f = (qv_fmt)i;
             return true;
         }
     return false;

@@ -100,6 +100,8 @@ static qv_status build(qv_mplan *p)
         t->linear = is_linear(t->e, t->module);
         t->layer = -1;
         if (t->part == QV_PART_VISION || t->part == QV_PART_PROJECTOR) {
+            if (!t->linear) /* only prefixes holding Linears matter to ignore lists */
+                continue;
             const char *dot = strchr(t->e->name, '.');
             size_t len = dot ? (size_t)(dot - t->e->name) : strlen(t->e->name);
             if (dot && len == 5 && !strncmp(t->e->name, "model", 5)) {
@@ -210,6 +212,7 @@ qv_status qv_mplan_open(const char *model, qv_mplan *p)
         return QV_ERR_NOMEM;
     qv_status st = qv_model_config_load(model, &p->cfg);
     if (st != QV_OK) {
+        qv_model_config_free(&p->cfg); /* the path it allocated before failing */
         qv_free(p->path);
         p->path = NULL;
         return st;

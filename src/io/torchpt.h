@@ -68,6 +68,10 @@ qv_pt_value *qv_pt_tensor(qv_pt *doc, qv_dtype dt, int ndim, const int64_t *shap
 qv_status qv_pt_append(qv_pt_value *seq, qv_pt_value *item);
 qv_status qv_pt_set(qv_pt_value *dict, qv_pt_value *key, qv_pt_value *value);
 
+/* torch's pickled storage class of a dtype ("FloatStorage", "BFloat16Storage", ...); NULL when
+ * torch has none qvlm writes. */
+const char *qv_pt_storage_class(qv_dtype dt);
+
 /* Lookups: NULL when absent or of another kind. */
 const qv_pt_value *qv_pt_get(const qv_pt_value *dict, const char *key);
 const char *qv_pt_kind_name(qv_pt_kind k);

@@ -42,6 +42,24 @@ static qv_status dump_logits(qv_llm *m, const float *hidden, int64_t T, const qv
     return st;
 }
 
+uint64_t qv_llm_forward_bytes(const qv_llm *m, int64_t B, int64_t L, int64_t n0, bool norm_dump)
+{
+    const double T = (double)B * (double)L, C = (double)m->C, I = (double)m->I, V = (double)m->V;
+    const double qd = (double)(m->H * m->d), kd = (double)(m->KV * m->d), R = T < 512 ? T : 512;
+    double weights = 0;
+    for (int l = 0; l < QV_LIN_COUNT; l++)
+        weights += (double)qv_llm_lin_out(m, (qv_llm_lin)l) * (double)qv_llm_lin_in(m, (qv_llm_lin)l);
+    double floats = T * C                                     /* hidden states */
+                    + 2 * T * C                               /* layer: norm output, module output */
+                    + T * (2 * qd + 2 * kd)                   /* q, k, v, attention output */
+                    + (m->c->kind == QV_DECODER_INTERNLM2 ? T * (qd + 2 * kd) : 0) /* packed wqkv output */
+                    + 2 * R * I                               /* MLP chunk */
+                    + 4096 * C + 256 * 4096.0                 /* head chunk and logits tile */
+                    + n0 * V + (norm_dump ? T * C : 0);
+    double bytes = floats * 4 + weights * (double)qv_dtype_size(m->dt) + (m->dt == QV_BF16 ? 32.0 * 1024 * 1024 : 0);
+    return (uint64_t)bytes;
+}
+
 qv_status qv_llm_forward(qv_llm *m, const qv_llm_batch *b, const qv_llm_dump *dump, qv_progress *prog,
                          unsigned flags, qv_llm_result *res)
 {

@@ -42,6 +42,11 @@ qv_status qv_llm_forward(qv_llm *m, const qv_llm_batch *b, const qv_llm_dump *du
                          unsigned flags, qv_llm_result *res);
 void qv_llm_result_free(qv_llm_result *r);
 
+/* Bytes the forward of a [B, L] batch needs at its peak (the estimate behind --max-memory):
+ * hidden states, one layer's weights in the compute dtype, the layer scratch, the head tiles,
+ * n0 rows of kept logits and, with norm_dump, the final-norm copy. */
+uint64_t qv_llm_forward_bytes(const qv_llm *m, int64_t B, int64_t L, int64_t n0, bool norm_dump);
+
 /* Layer-0 input of a batch: inputs_embeds when present, else the token embeddings; [B·L, C]. */
 qv_status qv_llm_batch_embeds(const qv_llm *m, const qv_llm_batch *b, float *out);
 

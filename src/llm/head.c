@@ -48,6 +48,8 @@ qv_status qv_llm_head_nll(const qv_llm *m, const float *normed, int64_t n, const
 {
     if (n <= 0)
         return QV_OK;
+    if (!m->head.data)
+        return qv_fail(QV_ERR_INVALID, "%s: no LM head", m->dir);
     const int64_t C = m->C, V = m->V, vc = QV_MIN((int64_t)VCHUNK, V), rc = QV_MIN((int64_t)RCHUNK, n);
     lse_state *ls = qv_malloc((size_t)n * sizeof *ls, "log-sum-exp state");
     float *zt = qv_malloc((size_t)n * sizeof *zt + 4, "target logits");
@@ -130,6 +132,8 @@ qv_status qv_llm_head_backward(const qv_llm *m, const float *normed, int64_t n, 
 {
     if (n <= 0)
         return QV_OK;
+    if (!m->head.data)
+        return qv_fail(QV_ERR_INVALID, "%s: no LM head", m->dir);
     const int64_t C = m->C, V = m->V, vc = QV_MIN((int64_t)VCHUNK, V), rc = QV_MIN((int64_t)RCHUNK, n);
     void *wbuf = m->head.dtype == m->dt ? NULL : qv_aligned_alloc(64, (size_t)(vc * C) * qv_dtype_size(m->dt), "head chunk");
     float *z = qv_aligned_alloc(64, (size_t)(rc * vc) * sizeof *z, "logits tile");

@@ -20,10 +20,13 @@
  * mmap / the loaded layer's buffer or to modified copies the caller owns (the scale search runs
  * the sub-blocks with candidate weights by copying the view and replacing pointers).
  *
- * Threading: every function parallelises internally (OpenMP, oneDNN) with results independent
- * of the thread count; one qv_llm handle must not be used from two threads at once.
- * Memory of a layer call on T tokens (F32): T·(4C + 3·H·d + 2·KV·d) floats for the attention
- * half plus 512·(2I + C) floats for the token-chunked MLP, on top of the caller's x/y. */
+ * Threading: every function parallelises internally (OpenMP, oneDNN); one qv_llm handle must not
+ * be used from two threads at once. qvlm's own loops give the same bits for any thread count;
+ * the large matmuls are oneDNN's, which gave identical bits for 1 and 2 threads on every fixture
+ * but does not promise it for all shapes (its GEMM may split K across threads).
+ * Memory of a layer call on T = B·L tokens, besides the caller's x/y and the weights:
+ * T·(2C + 2·H·d + 2·KV·d) floats (+ T·(H + 2·KV)·d for InternLM2's packed wqkv output, + 2·T·C
+ * with BF16 activation storage) and 2·512·I floats for the MLP, run in 512-token chunks. */
 #ifndef QV_LLM_H
 #define QV_LLM_H
 
@@ -107,6 +110,10 @@ typedef struct qv_llm {
  * native BF16 matmuls fails with QV_ERR_UNSUPPORTED. */
 qv_status qv_llm_open(const char *model_dir, const qv_llm_opts *opts, qv_llm **out);
 void qv_llm_close(qv_llm *m);
+/* A decoder with the dimensions of cfg and no checkpoint (benchmarks, tests): the runner
+ * functions work on caller-supplied qv_llm_weights; layer loading, embeddings and the head do
+ * not. */
+qv_status qv_llm_synthetic(const qv_llm_config *cfg, qv_dtype dt, qv_llm **out);
 
 /* Output width of a linear ([out, in] = [qv_llm_lin_out, qv_llm_lin_in]); 0 when absent. */
 int64_t qv_llm_lin_out(const qv_llm *m, qv_llm_lin lin);

@@ -267,6 +267,43 @@ fail:
     return st;
 }
 
+qv_status qv_llm_synthetic(const qv_llm_config *cfg, qv_dtype dt, qv_llm **out)
+{
+    *out = NULL;
+    if (dt == QV_BF16 && !qv_matmul_bf16_native())
+        return qv_fail(QV_ERR_UNSUPPORTED, "BF16 compute needs native BF16 matmuls (AVX512-BF16 or AMX); oneDNN runs "
+                       "%s here", qv_matmul_isa_name());
+    if (cfg->hidden <= 0 || cfg->n_heads <= 0 || cfg->n_kv_heads <= 0 || cfg->head_dim <= 0 || cfg->head_dim % 2 ||
+        cfg->n_heads % cfg->n_kv_heads || cfg->intermediate <= 0)
+        return qv_fail(QV_ERR_INVALID, "synthetic decoder: inconsistent dimensions");
+    qv_llm *m = qv_calloc(1, sizeof *m, "model");
+    if (!m)
+        return QV_ERR_NOMEM;
+    m->cfg.llm = *cfg;
+    m->c = &m->cfg.llm;
+    m->dt = dt;
+    m->dir = qv_strdup("(synthetic)");
+    m->C = cfg->hidden, m->H = cfg->n_heads, m->KV = cfg->n_kv_heads, m->d = cfg->head_dim, m->I = cfg->intermediate;
+    m->V = cfg->vocab;
+    m->eps = (float)cfg->rms_eps;
+    m->attn_scale = (float)(1.0 / sqrt((double)m->d));
+    m->model_root = "model.";
+    m->head_root = "";
+    m->final_norm = qv_malloc((size_t)m->C * sizeof(float), "final norm");
+    qv_status st = m->dir && m->final_norm ? setup_rope(m) : QV_ERR_NOMEM;
+    if (st != QV_OK) {
+        qv_llm_close(m);
+        return st;
+    }
+    for (int64_t c = 0; c < m->C; c++)
+        m->final_norm[c] = 1.0f;
+    const kind_names *nm = names_of(m);
+    for (int l = 0; l < QV_LIN_COUNT; l++)
+        m->has_bias[l] = cfg->qkv_bias && nm->bias_lin[l];
+    *out = m;
+    return QV_OK;
+}
+
 void qv_llm_close(qv_llm *m)
 {
     if (!m)
@@ -318,6 +355,8 @@ qv_status qv_llm_layer_load(qv_llm *m, int64_t i, qv_llm_layer *layer)
     memset(layer, 0, sizeof *layer);
     layer->index = i;
     layer->w.dt = m->dt;
+    if (!m->ck)
+        return qv_fail(QV_ERR_INVALID, "%s: no checkpoint to load layers from", m->dir);
     if (i < 0 || i >= m->c->n_layers)
         return qv_fail(QV_ERR_INVALID, "%s: layer %lld out of range (%lld layers)", m->dir, (long long)i,
                        (long long)m->c->n_layers);
@@ -420,7 +459,8 @@ qv_status qv_llm_layer_set(qv_llm *m, qv_llm_layer *layer, qv_llm_lin lin, const
 
 qv_status qv_llm_layer_set_norm(qv_llm *m, qv_llm_layer *layer, qv_llm_norm nrm, const float *w)
 {
-    (void)m;
+    if ((unsigned)nrm >= QV_LLM_NORM_COUNT || !layer->w.norm[nrm])
+        return qv_fail(QV_ERR_INVALID, "%s: layer %lld has no norm %d", m->dir, (long long)layer->index, (int)nrm);
     memcpy((float *)layer->w.norm[nrm], w, (size_t)m->C * sizeof(float));
     return QV_OK;
 }
@@ -438,20 +478,19 @@ qv_status qv_llm_layer_get(const qv_llm *m, const qv_llm_layer *layer, qv_llm_li
 
 qv_status qv_llm_embed(const qv_llm *m, const int64_t *ids, int64_t n, float *out)
 {
+    if (!m->embed.data)
+        return qv_fail(QV_ERR_INVALID, "%s: no token embedding", m->dir);
     for (int64_t r = 0; r < n; r++)
         if (ids[r] < 0 || ids[r] >= m->V)
             return qv_fail(QV_ERR_INVALID, "token id %lld at position %lld is outside the vocabulary [0, %lld)",
                            (long long)ids[r], (long long)r, (long long)m->V);
+    /* the dtype was checked (F32/F16/BF16) when the model was opened, so widening cannot fail */
     const size_t es = qv_dtype_size(m->embed.dtype);
-    qv_status st = QV_OK;
 #pragma omp parallel for schedule(static) if (n * m->C >= 65536)
-    for (int64_t r = 0; r < n; r++) {
-        qv_status s = widen(out + r * m->C, (const char *)m->embed.data + (size_t)(ids[r] * m->C) * es, m->embed.dtype,
-                            (size_t)m->C);
-        if (s != QV_OK)
-            st = s;
-    }
-    return st;
+    for (int64_t r = 0; r < n; r++)
+        (void)widen(out + r * m->C, (const char *)m->embed.data + (size_t)(ids[r] * m->C) * es, m->embed.dtype,
+                    (size_t)m->C);
+    return QV_OK;
 }
 
 void qv_llm_final_norm(const qv_llm *m, const float *hidden, int64_t n, float *out)

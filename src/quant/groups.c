@@ -15,7 +15,7 @@ void qv_quant_opts_from_run(qv_quant_opts *o, const qv_run_config *rc, qv_dtype 
     o->w_group = rc->w_group;
     o->zero_point = rc->zero_point;
     o->division = rc->division == QV_DIVISION_CPU ? QV_FQ_DIV_CPU : QV_FQ_DIV_CUDA;
-    o->wa = qv_run_config_is_wa(rc);
+    o->wa = qv_run_config_is_wa(rc) || rc->method == QV_METHOD_SMOOTHQUANT; /* SQ: always W-A (§4.3) */
     o->n_grid = rc->n_grid;
     o->loss_mode = rc->loss_mode;
     o->reweight = rc->reweight;
@@ -132,19 +132,30 @@ void qv_grid_scale(float *out, const float *m, int64_t n, int k, int n_grid, qv_
         out[j] = to_T(out[j] / norm, T);
 }
 
-void qv_act_scale(float *out, const float *x, int64_t rows, int64_t cols, qv_dtype T, qv_fq_div division)
+static float load_t(const qv_acts *a, int64_t r, int64_t c)
+{
+    const size_t i = (size_t)(r * a->cols + c);
+    switch (a->dt) {
+    case QV_BF16: return qv_bf16_to_f32(((const uint16_t *)a->p)[i]);
+    case QV_F16: return qv_f16_to_f32(((const uint16_t *)a->p)[i]);
+    default: return ((const float *)a->p)[i];
+    }
+}
+
+void qv_act_scale(float *out, const qv_acts *x, qv_dtype T, qv_fq_div division)
 {
     /* The reference reduces on the GPU in a tree; a double sum rounded once to fp32 is the
      * closest portable stand-in (a sequential fp32 sum drifts by ~1e-6 over 10^3 tokens, enough
-     * to move the candidate scales by an ulp and flip near-tie weight codes). */
-    const int64_t block = 64;
+     * to move the candidate scales by an ulp and flip near-tie weight codes). Columns are split
+     * between threads, rows are summed in order: independent of the thread count. */
+    const int64_t rows = x->rows, cols = x->cols, block = 64;
 #pragma omp parallel for schedule(static) if (rows * cols >= 65536)
     for (int64_t c0 = 0; c0 < cols; c0 += block) {
         double acc[64] = {0};
         const int64_t nc = QV_MIN(block, cols - c0);
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < nc; c++)
-                acc[c] += fabs((double)x[r * cols + c0 + c]);
+                acc[c] += fabs((double)load_t(x, r, c0 + c));
         for (int64_t c = 0; c < nc; c++)
             out[c0 + c] = (float)acc[c];
     }

@@ -52,41 +52,60 @@ qv_status qv_qresult_add_clip(qv_qresult *r, const qv_qclip *c)
     return QV_OK;
 }
 
-/* ---- captures ----------------------------------------------------------------------------- */
+/* ---- captures: the linear groups' inputs in T, filled chunk by chunk -------------------------- */
 
 typedef struct caps {
-    float *in[4];   /* by qv_group_input: attn_in [T,C], o_in [T,Hd], mlp_in [T,C], down_in [T,I] */
-    int64_t w[4];
+    qv_acts in[4];        /* by qv_group_input: attn_in [T,C], o_in [T,H·d], mlp_in [T,C], down_in [T,I] */
+    float *scratch[4];    /* F32 rows of one chunk */
 } caps;
 
 static void caps_free(caps *c)
 {
-    for (int i = 0; i < 4; i++)
-        qv_free(c->in[i]);
+    for (int i = 0; i < 4; i++) {
+        qv_acts_free(&c->in[i]);
+        qv_free(c->scratch[i]);
+    }
     memset(c, 0, sizeof *c);
 }
 
-static qv_status caps_alloc(const qv_llm *m, int64_t T, caps *c)
+static qv_status caps_alloc(const qv_llm *m, qv_dtype T, int64_t rows, int64_t chunk_rows, caps *c)
 {
     memset(c, 0, sizeof *c);
-    c->w[QV_GROUP_IN_ATTN] = m->C;
-    c->w[QV_GROUP_IN_O] = m->H * m->d;
-    c->w[QV_GROUP_IN_MLP] = m->C;
-    c->w[QV_GROUP_IN_DOWN] = m->I;
+    const int64_t w[4] = {m->C, m->H * m->d, m->C, m->I};
     for (int i = 0; i < 4; i++) {
-        c->in[i] = qv_malloc((size_t)(T * c->w[i]) * sizeof(float), "captured layer inputs");
-        if (!c->in[i]) {
+        qv_status st = qv_acts_alloc(&c->in[i], T, rows, w[i], "captured layer inputs");
+        c->scratch[i] = st == QV_OK ? qv_malloc((size_t)(chunk_rows * w[i]) * sizeof(float), "layer inputs chunk") : NULL;
+        if (!c->scratch[i]) {
             caps_free(c);
-            return QV_ERR_NOMEM;
+            return st == QV_OK ? QV_ERR_NOMEM : st;
         }
     }
     return QV_OK;
 }
 
-static qv_llm_capture caps_view(caps *c)
+/* y ← layer(x) over the batch in chunks of samples, recording the groups' inputs into c (may
+ * be NULL) and the output into y (may be NULL). xf/yf: F32 scratch of one chunk. */
+static qv_status forward_chunked(qv_llm *m, const qv_llm_weights *w, const qv_llm_ctx *ctx, int64_t chunk,
+                                 const qv_acts *x, qv_acts *y, caps *c, float *xf, float *yf)
 {
-    return (qv_llm_capture){.attn_in = c->in[QV_GROUP_IN_ATTN], .o_in = c->in[QV_GROUP_IN_O],
-                            .mlp_in = c->in[QV_GROUP_IN_MLP], .down_in = c->in[QV_GROUP_IN_DOWN]};
+    const int64_t B = ctx->B, L = ctx->L;
+    for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+        const int64_t nb = QV_MIN(chunk, B - b0), r0 = b0 * L, nr = nb * L;
+        qv_llm_ctx view;
+        qv_llm_ctx_slice(ctx, b0, nb, &view);
+        qv_acts_get(x, r0, nr, xf);
+        qv_llm_capture cv = {0};
+        if (c)
+            cv = (qv_llm_capture){.attn_in = c->scratch[QV_GROUP_IN_ATTN], .o_in = c->scratch[QV_GROUP_IN_O],
+                                  .mlp_in = c->scratch[QV_GROUP_IN_MLP], .down_in = c->scratch[QV_GROUP_IN_DOWN]};
+        QV_TRY(qv_llm_layer_forward(m, w, &view, xf, yf, QV_F32, c ? &cv : NULL));
+        if (y)
+            qv_acts_put(y, r0, nr, yf);
+        if (c)
+            for (int i = 0; i < 4; i++)
+                qv_acts_put(&c->in[i], r0, nr, c->scratch[i]);
+    }
+    return QV_OK;
 }
 
 /* Which captured input a linear reads. */
@@ -119,8 +138,9 @@ static bool clip_wanted(const char *suffix)
     return true;
 }
 
+/* x: [nt, ci] the sampled token rows (every tokens//512-th, §3.5), already divided by the scale. */
 static qv_status clip_search(const qv_llm *m, const qv_quant_opts *o, qv_llm_lin lin, const float *w, const float *x,
-                             int64_t tokens, float *best_max)
+                             int64_t nt, float *best_max)
 {
     const int64_t co = qv_llm_lin_out(m, lin), ci = qv_llm_lin_in(m, lin), g = o->w_group;
     if (g <= 0 || ci % g)
@@ -130,7 +150,6 @@ static qv_status clip_search(const qv_llm *m, const qv_quant_opts *o, qv_llm_lin
     if (co % ob)
         return qv_fail(QV_ERR_INVALID, "auto_clip: %s has %lld outputs, not a multiple of 64",
                        qv_llm_lin_suffix(m, lin), (long long)co);
-    const int64_t step = QV_MAX((int64_t)1, tokens / 512), nt = (tokens + step - 1) / step;
     const qv_fq p = {.n_bits = o->w_bit, .zero_point = o->zero_point, .group = g, .division = o->division};
     const qv_kernel_table *k = qv_kernels();
     qv_status st = QV_OK;
@@ -158,7 +177,7 @@ static qv_status clip_search(const qv_llm *m, const qv_quant_opts *o, qv_llm_lin
             for (int64_t j = 0; j < g; j++)
                 m0 = fmaxf(m0, fabsf(wr[gi * g + j]));
             for (int64_t t = 0; t < nt; t++) {
-                const float *xr = x + (t * step) * ci + gi * g;
+                const float *xr = x + t * ci + gi * g;
                 float acc = 0;
                 for (int64_t j = 0; j < g; j++)
                     acc += tround(xr[j] * wr[gi * g + j], o->T);
@@ -175,7 +194,7 @@ static qv_status clip_search(const qv_llm *m, const qv_quant_opts *o, qv_llm_lin
                         wq[j] = tround(wq[j], o->T);
                 double e = 0;
                 for (int64_t t = 0; t < nt; t++) {
-                    const float *xr = x + (t * step) * ci + gi * g;
+                    const float *xr = x + t * ci + gi * g;
                     float acc = 0;
                     for (int64_t j = 0; j < g; j++)
                         acc += tround(xr[j] * wq[j], o->T);
@@ -229,33 +248,59 @@ static void fc_weights_free(qv_dtype T, void *w[QV_LIN_COUNT])
 }
 
 /* The distorted input of group j (§5.7): the inputs recorded when the layer with the scales of
- * groups 0..j−1 applied and every linear quantized runs on Xq (j = 0: the FP layer). */
-static qv_status distort_capture(qv_llm *m, const qv_quant_opts *o, const qv_llm_layer *fp, const qv_scale_group *g,
-                                 const float *const *scales, int j, const qv_llm_ctx *ctx, const float *xq, caps *out,
-                                 float *yq)
+ * groups 0..j−1 applied and every linear quantized runs on Xq (j = 0: the FP layer). With j =
+ * n_groups and yq, the step of the distorted chain itself. */
+static qv_status distort_pass(qv_llm *m, const qv_quant_opts *o, const qv_llm_layer *fp, const qv_scale_group *g,
+                              const float *const *scales, int j, const qv_llm_ctx *ctx, int64_t chunk, const qv_acts *xq,
+                              qv_acts *yq, caps *cq, float *xf, float *yf)
 {
-    qv_llm_capture cv = caps_view(out);
     if (j == 0)
-        return qv_llm_layer_forward(m, &fp->w, ctx, xq, yq, QV_F32, &cv);
+        return forward_chunked(m, &fp->w, ctx, chunk, xq, yq, cq, xf, yf);
     qv_qlayer q;
     qv_llm_layer tmp = {0};
     QV_TRY(qv_qlayer_from(m, fp, o->T, &q));
     for (int i = 0; i < j; i++)
         qv_qlayer_apply_group(m, &q, &g[i], scales[i], o->T);
     qv_status st = qv_qlayer_quantize(m, &q, o);
-    if (st == QV_OK) {
-        /* a private layer: qv_qlayer_store writes weights, norms and biases */
+    /* a private layer: qv_qlayer_store writes weights, norms and biases */
+    if (st == QV_OK)
         st = qv_llm_layer_load(m, fp->index, &tmp);
-        if (st == QV_OK)
-            st = qv_qlayer_store(m, &q, &tmp, o);
-        /* W-A: the linears quantize their inputs per token inside; the captures record the
-         * inputs as given to them, i.e. before that quantization (§5.7) */
-        if (st == QV_OK)
-            st = qv_llm_layer_forward(m, &tmp.w, ctx, xq, yq, QV_F32, &cv);
-    }
+    if (st == QV_OK)
+        st = qv_qlayer_store(m, &q, &tmp, o);
+    /* W-A: the linears quantize their inputs per token inside; the captures record the inputs as
+     * given to them, i.e. before that quantization (§5.7) */
+    if (st == QV_OK)
+        st = forward_chunked(m, &tmp.w, ctx, chunk, xq, yq, cq, xf, yf);
     qv_llm_layer_release(m, &tmp);
     qv_qlayer_free(&q);
     return st;
+}
+
+/* The token rows the clip search samples (every tokens//512-th, §3.5) of linear li's input,
+ * divided by the scale of the group that scaled li (if any) and rounded to T. */
+static qv_status clip_rows(const qv_llm *m, const qv_quant_opts *o, const caps *cp, const qv_scale_group *groups,
+                           int ng, float *const *scales, qv_llm_lin li, float **out, int64_t *nt)
+{
+    const qv_acts *src = &cp->in[lin_input(li)];
+    const int64_t tokens = src->rows, ci = src->cols, step = QV_MAX((int64_t)1, tokens / 512);
+    *nt = (tokens + step - 1) / step;
+    float *x = qv_malloc((size_t)(*nt * ci) * sizeof *x, "clip search input");
+    if (!x)
+        return QV_ERR_NOMEM;
+    const float *s = NULL;
+    for (int j = 0; j < ng; j++)
+        for (int f = 0; f < groups[j].n_fcs; f++)
+            if (groups[j].fcs[f] == li)
+                s = scales[j];
+    for (int64_t t = 0; t < *nt; t++) {
+        qv_acts_get(src, t * step, 1, x + t * ci);
+        if (s)
+            for (int64_t c = 0; c < ci; c++)
+                x[t * ci + c] = tround(x[t * ci + c] / s[c], o->T);
+    }
+    (void)m;
+    *out = x;
+    return QV_OK;
 }
 
 qv_status qv_quantize_layers(const qv_layerwise *lw, qv_qresult *res)
@@ -264,29 +309,33 @@ qv_status qv_quantize_layers(const qv_layerwise *lw, qv_qresult *res)
     const qv_quant_opts *o = lw->o;
     const qv_llm_batch *b = lw->b;
     const int64_t B = b->B, L = b->L, T = B * L, C = m->C, NL = m->c->n_layers;
+    const int64_t chunk = lw->chunk > 0 ? QV_MIN(lw->chunk, B) : B, crow = chunk * L;
+    const qv_dtype Td = o->T;
     qv_status st = QV_OK;
     qv_llm_ctx ctx = {0};
     caps cp = {0}, cq = {0};
-    float *x = NULL, *y = NULL, *xq = NULL, *yq = NULL;
+    qv_acts x = {0}, y = {0}, xq = {0}, yq = {0};
+    float *xf = NULL, *yf = NULL;
     qv_llm_layer layer = {0};
     QV_TRY(qv_llm_ctx_init(m, &ctx, B, L, b->attention_mask, b->position_ids, b->mrope_position_ids));
-    x = qv_malloc((size_t)(T * C) * sizeof *x, "layer input");
-    y = qv_malloc((size_t)(T * C) * sizeof *y, "layer output");
-    if (!x || !y) {
+    QV_CHECK(st = qv_acts_alloc(&x, Td, T, C, "layer input"), done);
+    QV_CHECK(st = qv_acts_alloc(&y, Td, T, C, "layer output"), done);
+    xf = qv_malloc((size_t)(crow * C) * sizeof *xf, "layer input chunk");
+    yf = qv_malloc((size_t)(crow * C) * sizeof *yf, "layer output chunk");
+    if (!xf || !yf) {
         st = QV_ERR_NOMEM;
         goto done;
     }
-    memcpy(x, lw->x0, (size_t)(T * C) * sizeof *x);
-    QV_CHECK(st = caps_alloc(m, T, &cp), done);
+    for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+        const int64_t nr = QV_MIN(chunk, B - b0) * L;
+        qv_acts_put(&x, b0 * L, nr, lw->x0 + b0 * L * C);
+    }
+    QV_CHECK(st = caps_alloc(m, Td, T, crow, &cp), done);
     if (o->distort) {
-        xq = qv_malloc((size_t)(T * C) * sizeof *xq, "distorted layer input");
-        yq = qv_malloc((size_t)(T * C) * sizeof *yq, "distorted layer output");
-        if (!xq || !yq) {
-            st = QV_ERR_NOMEM;
-            goto done;
-        }
-        memcpy(xq, lw->x0, (size_t)(T * C) * sizeof *xq);
-        QV_CHECK(st = caps_alloc(m, T, &cq), done);
+        QV_CHECK(st = qv_acts_alloc(&xq, Td, T, C, "distorted layer input"), done);
+        QV_CHECK(st = qv_acts_alloc(&yq, Td, T, C, "distorted layer output"), done);
+        memcpy(xq.p, x.p, qv_acts_bytes(&x));
+        QV_CHECK(st = caps_alloc(m, Td, T, crow, &cq), done);
     }
     /* masks over the T token rows, only with reweighting (§5.2) */
     const uint8_t *cap_mask = NULL, *vis_mask = NULL;
@@ -305,16 +354,13 @@ qv_status qv_quantize_layers(const qv_layerwise *lw, qv_qresult *res)
         size_t first_entry = res->n, first_clip = res->n_clip;
         bool cached = lw->cached && lw->cached(lw->cb_ctx, l, res);
         QV_CHECK(st = qv_llm_layer_load(m, l, &layer), done);
-        qv_llm_capture cv = caps_view(&cp);
-        QV_CHECK(st = qv_llm_layer_forward(m, &layer.w, &ctx, x, y, QV_F32, cached && !o->distort ? NULL : &cv), done);
+        QV_CHECK(st = forward_chunked(m, &layer.w, &ctx, chunk, &x, &y, cached ? NULL : &cp, xf, yf), done);
         qv_qlayer q = {0};
         void *wT[QV_LIN_COUNT] = {0};
         float *scales[4] = {0};
         if (!cached) {
-            for (int i = 0; i < 4; i++)
-                qv_round_values(cp.in[i], T * cp.w[i], o->T);
-            QV_CHECK(st = qv_qlayer_from(m, &layer, o->T, &q), layer_done);
-            QV_CHECK(st = fc_weights_T(m, &q, o->T, wT), layer_done);
+            QV_CHECK(st = qv_qlayer_from(m, &layer, Td, &q), layer_done);
+            QV_CHECK(st = fc_weights_T(m, &q, Td, wT), layer_done);
             for (int j = 0; j < ng; j++) {
                 const qv_scale_group *g = &groups[j];
                 const int64_t n = qv_group_in_width(m, g);
@@ -333,17 +379,16 @@ qv_status qv_quantize_layers(const qv_layerwise *lw, qv_qresult *res)
                 }
                 if (cap_mask)
                     e.ratio = g->mlp_ratio ? lw->r_mlp[l] : lw->r_attn[l];
-                const float *x_q = NULL;
+                const qv_acts *x_q = NULL;
                 if (o->distort) {
-                    QV_CHECK(st = distort_capture(m, o, &layer, groups, (const float *const *)scales, j, &ctx, xq,
-                                                  &cq, yq),
+                    QV_CHECK(st = distort_pass(m, o, &layer, groups, (const float *const *)scales, j, &ctx, chunk, &xq,
+                                               NULL, &cq, xf, yf),
                              entry_fail);
-                    qv_round_values(cq.in[g->input], T * cq.w[g->input], o->T);
-                    x_q = cq.in[g->input];
+                    x_q = &cq.in[g->input];
                 }
-                qv_group_search s = {.m = m, .g = g, .w = &layer.w, .ctx = &ctx, .T = T, .x = cp.in[g->input],
-                                     .x_q = x_q, .cap_mask = cap_mask, .vis_mask = vis_mask, .ratio = e.ratio,
-                                     .o = o, .scale = e.scale, .act_scale = e.act_scale};
+                qv_group_search s = {.m = m, .g = g, .w = &layer.w, .ctx = &ctx, .chunk = chunk,
+                                     .x = &cp.in[g->input], .x_q = x_q, .cap_mask = cap_mask, .vis_mask = vis_mask,
+                                     .ratio = e.ratio, .o = o, .scale = e.scale, .act_scale = e.act_scale};
                 for (int f = 0; f < g->n_fcs; f++)
                     s.fc_w[f] = wT[g->fcs[f]];
                 QV_CHECK(st = qv_search_group(&s), entry_fail);
@@ -359,16 +404,10 @@ qv_status qv_quantize_layers(const qv_layerwise *lw, qv_qresult *res)
                 goto layer_done;
             }
             if (o->auto_clip) {
-                /* llm-awq: apply the scales (weights and recorded inputs), then clip every linear
-                 * it clips, on the scaled weights (§3.4, §3.5) */
-                for (int j = 0; j < ng; j++) {
-                    qv_qlayer_apply_group(m, &q, &groups[j], scales[j], o->T);
-                    float *xin = cp.in[groups[j].input];
-                    const int64_t n = qv_group_in_width(m, &groups[j]);
-                    for (int64_t t = 0; t < T; t++)
-                        for (int64_t c = 0; c < n; c++)
-                            xin[t * n + c] = tround(xin[t * n + c] / scales[j][c], o->T);
-                }
+                /* llm-awq: apply the scales, then clip every linear it clips on the scaled weights,
+                 * with the recorded inputs divided by the scales (§3.4, §3.5) */
+                for (int j = 0; j < ng; j++)
+                    qv_qlayer_apply_group(m, &q, &groups[j], scales[j], Td);
                 for (int li = 0; li < QV_LIN_COUNT; li++) {
                     if (!q.w[li] || !clip_wanted(qv_llm_lin_suffix(m, (qv_llm_lin)li)))
                         continue;
@@ -376,11 +415,12 @@ qv_status qv_quantize_layers(const qv_layerwise *lw, qv_qresult *res)
                     c.ng = qv_llm_lin_in(m, (qv_llm_lin)li) / (o->w_group > 0 ? o->w_group : 1);
                     qv_llm_lin_name(m, l, (qv_llm_lin)li, c.name, sizeof c.name);
                     c.max_val = qv_malloc((size_t)(c.co * c.ng) * sizeof(float), "clip values");
-                    if (!c.max_val) {
-                        st = QV_ERR_NOMEM;
-                        goto layer_done;
-                    }
-                    st = clip_search(m, o, (qv_llm_lin)li, q.w[li], cp.in[lin_input((qv_llm_lin)li)], T, c.max_val);
+                    float *xs = NULL;
+                    int64_t nt = 0;
+                    st = c.max_val ? clip_rows(m, o, &cp, groups, ng, scales, (qv_llm_lin)li, &xs, &nt) : QV_ERR_NOMEM;
+                    if (st == QV_OK)
+                        st = clip_search(m, o, (qv_llm_lin)li, q.w[li], xs, nt, c.max_val);
+                    qv_free(xs);
                     if (st == QV_OK)
                         st = qv_qresult_add_clip(res, &c);
                     if (st != QV_OK) {
@@ -397,19 +437,20 @@ qv_status qv_quantize_layers(const qv_layerwise *lw, qv_qresult *res)
             /* Xq <- the scaled, quantized layer on Xq (§5.7) */
             for (size_t i = first_entry, j = 0; i < res->n && j < 4; i++, j++)
                 scales[j] = res->e[i].scale;
-            QV_CHECK(st = distort_capture(m, o, &layer, groups, (const float *const *)scales, ng, &ctx, xq, &cq, yq),
+            QV_CHECK(st = distort_pass(m, o, &layer, groups, (const float *const *)scales, ng, &ctx, chunk, &xq, &yq,
+                                       NULL, xf, yf),
                      layer_done);
-            float *t2 = xq;
+            qv_acts t2 = xq;
             xq = yq;
             yq = t2;
         }
     layer_done:
-        fc_weights_free(o->T, wT);
+        fc_weights_free(Td, wT);
         qv_qlayer_free(&q);
         qv_llm_layer_release(m, &layer);
         if (st != QV_OK)
             goto done;
-        float *t = x;
+        qv_acts t = x;
         x = y;
         y = t;
         qv_progress_step(lw->prog, 1, NULL);
@@ -419,9 +460,11 @@ done:
     qv_llm_ctx_free(&ctx);
     caps_free(&cp);
     caps_free(&cq);
-    qv_free(x);
-    qv_free(y);
-    qv_free(xq);
-    qv_free(yq);
+    qv_acts_free(&x);
+    qv_acts_free(&y);
+    qv_acts_free(&xq);
+    qv_acts_free(&yq);
+    qv_free(xf);
+    qv_free(yf);
     return st;
 }

@@ -46,6 +46,7 @@ typedef struct qv_layerwise {
     const qv_quant_opts *o;
     const qv_llm_batch *b;          /* masks (attention, caption, vision) and positions */
     const float *x0;                /* [B·L, C] layer-0 input */
+    int64_t chunk;                  /* samples per runner call (0 = all); activations live in T */
     const double *r_attn, *r_mlp;   /* [n_layers] MBQ reweight ratios, NULL without reweighting */
     qv_progress *prog;              /* one step per layer (may be NULL) */
     /* Resume: `cached` returns true when layer l was finished by an earlier run and appends its

@@ -111,7 +111,7 @@ qv_status qv_qlayer_store(qv_llm *m, const qv_qlayer *q, qv_llm_layer *dst, cons
         if (!q->w[l])
             continue;
         QV_TRY(qv_llm_layer_set(m, dst, (qv_llm_lin)l, q->w[l], q->bias[l]));
-        if (o && o->wa) {
+        if (o && o->wa && o->a_bit < 16) {
             dst->w.act_bits[l] = (int8_t)o->a_bit;
             dst->w.act_div = (uint8_t)o->division;
             dst->w.act_dt = o->T;
@@ -234,4 +234,34 @@ void qv_qmodel_attach(qv_llm *m, qv_qmodel *qm)
 {
     m->layer_hook = qv_qmodel_hook;
     m->layer_hook_ctx = qm;
+}
+
+qv_status qv_qmodel_from_scales(qv_qmodel *qm, const qv_scales *sc, int w_bit, int a_bit, int64_t w_group)
+{
+    memset(qm, 0, sizeof *qm);
+    qm->sc = sc;
+    qm->quantize = true;
+    qv_quant_opts *o = &qm->o;
+    const qv_search_config *c = &sc->cfg;
+    o->w_bit = w_bit > 0 ? w_bit : c->present ? c->w_bit : 0;
+    o->a_bit = a_bit > 0 ? a_bit : c->present ? c->a_bit : 16;
+    o->w_group = w_group ? w_group : c->present ? c->w_group : 128;
+    o->zero_point = c->present ? c->zero_point : true;
+    o->division = c->division_cpu ? QV_FQ_DIV_CPU : QV_FQ_DIV_CUDA;
+    o->T = c->dtype;
+    o->n_grid = 20;
+    o->method = QV_METHOD_MBQ;
+    if (!strcmp(c->method, "rtn"))
+        o->method = QV_METHOD_RTN;
+    else if (!strcmp(c->method, "awq"))
+        o->method = QV_METHOD_AWQ;
+    else if (!strcmp(c->method, "smoothquant"))
+        o->method = QV_METHOD_SMOOTHQUANT;
+    if (o->w_bit < 2 || o->w_bit > 8)
+        return qv_fail(QV_ERR_INVALID, "%s: no usable w_bit (%d): the scale list has no search config; give the bits",
+                       sc->path, o->w_bit);
+    /* SmoothQuant always quantizes W-A (ALGORITHMS.md §4.3): per-channel weights, and per-token
+     * activations when a_bit < 16 */
+    o->wa = (o->w_bit < 16 && o->a_bit < 16) || o->method == QV_METHOD_SMOOTHQUANT;
+    return QV_OK;
 }

@@ -42,6 +42,10 @@ typedef struct qv_qmodel {
 } qv_qmodel;
 
 qv_status qv_qmodel_hook(void *ctx, qv_llm *m, qv_llm_layer *layer);
+/* The quantized model a scale list describes: its search config (method, bits, group, zero
+ * point, division, dtype T) decides the weight and activation quantizers. A list without a
+ * config (an MBQ .pt) needs w_bit/a_bit/w_group from the caller: pass them (> 0) to override. */
+qv_status qv_qmodel_from_scales(qv_qmodel *qm, const qv_scales *sc, int w_bit, int a_bit, int64_t w_group);
 /* Installs the hook on m (ctx must outlive m's use). */
 void qv_qmodel_attach(qv_llm *m, qv_qmodel *qm);
 

@@ -14,6 +14,7 @@
 #include "../../simd/simd.h"
 #include "../config/run_config.h"
 #include "../llm/llm.h"
+#include "acts.h"
 
 #define QV_MAX_GRID 1000
 
@@ -70,13 +71,13 @@ typedef struct qv_group_search {
     qv_llm *m;
     const qv_scale_group *g;
     const qv_llm_weights *w;    /* the layer's FP weights in the compute dtype */
-    const qv_llm_ctx *ctx;      /* masks and positions (attention groups) */
-    int64_t T;                  /* tokens (rows of x) */
-    const float *x;             /* [T, ci] clean input, values representable in opts->T */
-    const float *x_q;           /* distort: [T, ci] input from the quantized chain, else NULL */
+    const qv_llm_ctx *ctx;      /* masks and positions of the whole batch (B·L token rows) */
+    int64_t chunk;              /* samples per inspect call (bounds the F32 scratch) */
+    const qv_acts *x;           /* [B·L, ci] clean input, dtype opts->T */
+    const qv_acts *x_q;         /* distort: [B·L, ci] input from the quantized chain, else NULL */
     const void *fc_w[3];        /* the fcs' weights [co, ci] in dtype opts->T */
-    const uint8_t *cap_mask;    /* [T] caption tokens, NULL without reweighting */
-    const uint8_t *vis_mask;    /* [T] vision tokens */
+    const uint8_t *cap_mask;    /* [B·L] caption tokens, NULL without reweighting */
+    const uint8_t *vis_mask;    /* [B·L] vision tokens */
     double ratio;               /* MBQ reweight ratio, NAN for none */
     const qv_quant_opts *o;
     /* outputs */
@@ -93,7 +94,7 @@ qv_status qv_search_group(qv_group_search *s);
 void qv_grid_scale(float *out, const float *m, int64_t n, int k, int n_grid, qv_dtype T);
 /* Rounds every value to T (F32: unchanged). */
 void qv_round_values(float *x, int64_t n, qv_dtype T);
-/* mean |x| over rows (token order, fp32 accumulation), rounded to T: the act_scale. */
-void qv_act_scale(float *out, const float *x, int64_t rows, int64_t cols, qv_dtype T, qv_fq_div division);
+/* mean |x| over the rows of x (double sums rounded once), rounded to T: the act_scale. */
+void qv_act_scale(float *out, const qv_acts *x, qv_dtype T, qv_fq_div division);
 
 #endif

@@ -69,6 +69,7 @@ typedef struct run {
     qv_mem_peak mem;
     double t_calib, t_grad, t_search, t_eval;
     double *r_attn, *r_mlp;
+    double *ratios_cached;  /* owned: the ratios read back from a complete resume checkpoint */
     qv_mbq_grad_stats gs;
     bool have_gs;
 } run;
@@ -559,7 +560,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
 
     /* layer-0 inputs */
     float *x0 = NULL;
-    if (have_batch && rc->method != QV_METHOD_RTN) {
+    if (have_batch && rc->method != QV_METHOD_RTN && rc->run_process) {
         x0 = qv_malloc((size_t)(batch.B * batch.L * r.m->C) * sizeof *x0, "layer-0 inputs");
         if (!x0) {
             st = QV_ERR_NOMEM;
@@ -572,19 +573,52 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
         }
     }
 
-    /* MBQ: gradient statistics and per-layer ratios */
+    /* MBQ: gradient statistics and per-layer ratios (not needed again when a resumed run has
+     * every layer: the ratios are in the layer checkpoints) */
     t = now_s();
-    if (rc->method == QV_METHOD_MBQ && rc->reweight)
-        st = gradient_pass(&r, &batch);
+    if (st == QV_OK && rc->method == QV_METHOD_MBQ && rc->reweight && rc->run_process) {
+        const int64_t NL = r.m->c->n_layers;
+        qv_qresult probe = {0};
+        bool all = true;
+        for (int64_t l = 0; l < NL && all; l++)
+            all = layer_cached(&r, l, &probe);
+        double *ra = all ? qv_calloc((size_t)NL * 2, sizeof *ra, "ratios") : NULL;
+        if (ra) {
+            /* per layer, the attention groups come first and the MLP groups last (§6.2) */
+            for (size_t i = 0; i < probe.n; i++) {
+                const qv_qentry *e = &probe.e[i];
+                bool first = i == 0 || probe.e[i - 1].layer != e->layer;
+                if (first)
+                    ra[e->layer] = e->ratio;
+                ra[NL + e->layer] = e->ratio;
+            }
+            r.r_attn = r.ratios_cached = ra;
+            r.r_mlp = ra + NL;
+        } else {
+            st = gradient_pass(&r, &batch);
+        }
+        qv_qresult_free(&probe);
+    }
     r.t_grad = now_s() - t;
     qv_mem_sample(&r.mem);
 
     /* the search */
     t = now_s();
-    if (st == QV_OK && (rc->method == QV_METHOD_AWQ || rc->method == QV_METHOD_MBQ)) {
+    const bool search = rc->run_process || rc->method == QV_METHOD_RTN;
+    if (!search) {
+        if (!rc->scale_path || !qv_path_exists(rc->scale_path)) {
+            st = qv_fail(QV_ERR_INVALID, "%s: run_process is false and scale_path %s holds no scales to evaluate",
+                         rc->file, rc->scale_path ? rc->scale_path : "(none)");
+            goto done;
+        }
+    } else if (st == QV_OK && (rc->method == QV_METHOD_AWQ || rc->method == QV_METHOD_MBQ)) {
         qv_progress prog;
         qv_progress_init(&prog, io->log, "layers", r.m->c->n_layers);
-        qv_layerwise lw = {.m = r.m, .o = &r.o, .b = &batch, .x0 = x0, .r_attn = r.r_attn, .r_mlp = r.r_mlp,
+        /* one sample per runner call: every sample's rows then go through the same GEMM tiles
+         * whatever the batch, thread or (later) rank layout, so results depend on nothing but
+         * the data; the F32 scratch is one sample's, the activations stay in T */
+        const int64_t chunk = 1;
+        qv_layerwise lw = {.m = r.m, .o = &r.o, .b = &batch, .x0 = x0, .chunk = chunk, .r_attn = r.r_attn, .r_mlp = r.r_mlp,
                            .prog = &prog, .cached = layer_cached, .done = layer_done, .cb_ctx = &r};
         st = qv_quantize_layers(&lw, &res);
         qv_progress_finish(&prog);
@@ -596,8 +630,12 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     qv_mem_sample(&r.mem);
     if (st != QV_OK)
         goto done;
-    QV_CHECK(st = write_scales(&r, &res), done);
-    QV_CHECK(st = write_search_json(&r, &res), done);
+    /* evaluate-only runs (run_process false) keep the scales they were given */
+    const bool eval_only = !rc->run_process && rc->method != QV_METHOD_RTN;
+    if (!eval_only) {
+        QV_CHECK(st = write_scales(&r, &res), done);
+        QV_CHECK(st = write_search_json(&r, &res), done);
+    }
 
     /* evaluation: the saved list applied to a fresh model view, fake-quantized */
     t = now_s();
@@ -607,8 +645,11 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     if (have_batch) {
         double fp_loss, q_loss;
         QV_CHECK(st = eval_loss(r.m, &batch, &fp_loss), done);
-        QV_CHECK(st = qv_scales_load(r.dir, &sc), done);
-        qv_qmodel qm = {.sc = &sc, .o = r.o, .quantize = true};
+        QV_CHECK(st = qv_scales_load(eval_only ? rc->scale_path : r.dir, &sc), done);
+        qv_qmodel qm;
+        QV_CHECK(st = qv_qmodel_from_scales(&qm, &sc, eval_only ? rc->w_bit : 0, eval_only ? rc->a_bit : 0,
+                                            eval_only ? rc->w_group : 0),
+                 done);
         qv_qmodel_attach(r.m, &qm);
         st = eval_loss(r.m, &batch, &q_loss);
         r.m->layer_hook = NULL;
@@ -655,6 +696,7 @@ done:
         qv_llm_batch_free(&batch);
     if (r.have_gs)
         qv_mbq_grad_stats_free(&r.gs);
+    qv_free(r.ratios_cached);
     qv_llm_close(r.m);
     qv_free(r.signature);
     qv_free(r.progress_dir);

@@ -11,10 +11,15 @@
  * in T, one candidate copy of the fcs' weights, and (W-A) the scaled input [T, ci].
  *
  * Packed path (BF16 compute on a host with AMX or AVX-512-BF16, src/nn/fqgemm.h): the inspect
- * module's linears are packed once per group and run on the tile kernels, the fcs' candidates
- * fake-quantized on the fly from s_k (no candidate copy); the reference output Y0 uses the same
- * kernels without quantization. QVLM_FQGEMM=0 turns it off; F32 compute never takes it, except
- * under QVLM_FQGEMM=emu-amx (tests: the emulated AMX set, any compute dtype, BF16 reference T). */
+ * module's linears are packed once per group and run on the tile kernels; the reference output
+ * Y0 uses them unquantized. The fcs' candidates come from s_k in one of two ways: when a chunk
+ * holds at least QVLM_FQGEMM_FLY_ROWS rows (default 8192) the GEMM fake-quantizes each
+ * thread's panel on the fly in every call (no candidate copy); with smaller chunks (one sample
+ * at a time, the default of the driver) the whole candidate is fake-quantized once per grid point
+ * into a packed copy (the memory the oneDNN path's candidate copy takes) and every chunk runs
+ * the plain GEMM on it, since per-call fake quantization would then cost more than the GEMM.
+ * QVLM_FQGEMM=0 turns the packed path off; F32 compute never takes it, except under
+ * QVLM_FQGEMM=emu-amx (tests: the emulated AMX set, any compute dtype, BF16 reference T). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,78 +28,64 @@
 #include "../nn/fqgemm.h"
 #include "quant.h"
 
-static qv_status run_inspect(qv_group_search *s, const qv_llm_weights *w, const float *x, float *y)
+/* The inspect module on rows [b0·L, (b0+nb)·L) of the batch: x [nb·L, ci] -> y [nb·L, cout]. */
+static qv_status run_inspect(qv_group_search *s, const qv_llm_weights *w, int64_t b0, int64_t nb, const float *x,
+                             float *y)
 {
+    const int64_t rows = nb * s->ctx->L;
     switch (s->g->inspect) {
-    case QV_INSPECT_ATTN: return qv_llm_attn_forward(s->m, w, s->ctx, x, y, NULL);
-    case QV_INSPECT_MLP: return qv_llm_mlp_forward(s->m, w, s->T, x, y, NULL);
-    case QV_INSPECT_LINEAR: return qv_llm_linear_forward(s->m, w, s->g->inspect_lin, s->T, x, y);
+    case QV_INSPECT_ATTN: {
+        qv_llm_ctx view;
+        qv_llm_ctx_slice(s->ctx, b0, nb, &view);
+        return qv_llm_attn_forward(s->m, w, &view, x, y, NULL);
+    }
+    case QV_INSPECT_MLP: return qv_llm_mlp_forward(s->m, w, rows, x, y, NULL);
+    case QV_INSPECT_LINEAR: return qv_llm_linear_forward(s->m, w, s->g->inspect_lin, rows, x, y);
     }
     return qv_fail(QV_ERR_INTERNAL, "search: bad inspect kind");
 }
 
-/* F32 values -> T storage (2-byte types) or a copy (F32). */
-static void store_T(void *dst, const float *src, int64_t n, qv_dtype T)
+/* Σ over masked rows of the per-row sums (row order: independent of the thread count). */
+static void masked_sums(const double *row_abs, const double *row_sq, int64_t rows, const uint8_t *mask, double *sa,
+                        double *sq, int64_t *count)
 {
-    const qv_kernel_table *k = qv_kernels();
-    if (T == QV_F32)
-        memcpy(dst, src, (size_t)n * sizeof(float));
-    else if (T == QV_BF16)
-        k->f32_to_bf16(dst, src, (size_t)n);
-    else
-        k->f32_to_f16(dst, src, (size_t)n);
-}
-
-/* Σ over rows of the per-row |D| and D² sums, with D = fp32(T(a − b)); rows filtered by mask.
- * Per-row sums are computed in parallel and added in row order. */
-static void masked_sums(const void *a, const void *b, qv_dtype T, int64_t rows, int64_t cols, const uint8_t *mask,
-                        double *row_abs, double *row_sq, double *sum_abs, double *sum_sq, int64_t *count)
-{
-    const qv_kernel_table *k = qv_kernels();
-    const size_t es = qv_dtype_size(T);
-    const int64_t chunk = 64;
-#pragma omp parallel for schedule(static) if (rows * cols >= 65536)
-    for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
-        int64_t nr = QV_MIN(chunk, rows - r0);
-        k->loss_rows(row_abs + r0, row_sq + r0, (const char *)a + (size_t)(r0 * cols) * es,
-                     (const char *)b + (size_t)(r0 * cols) * es, T, nr, cols, mask ? mask + r0 : NULL);
-    }
-    double sa = 0, sq = 0;
+    double a = 0, q = 0;
     int64_t n = 0;
     for (int64_t r = 0; r < rows; r++) {
         if (mask && !mask[r])
             continue;
-        sa += row_abs[r];
-        sq += row_sq[r];
+        a += row_abs[r];
+        q += row_sq[r];
         n++;
     }
-    *sum_abs = sa;
-    *sum_sq = sq;
+    *sa = a;
+    *sq = q;
     *count = n;
 }
 
-/* ALGORITHMS.md §5.5 (the reference's loss expressions, in double). */
-static double group_loss(qv_group_search *s, const void *y0, const void *y, int64_t cout, double *row_abs,
-                         double *row_sq)
+/* ALGORITHMS.md §5.5 (the reference's loss expressions, in double), from per-row sums of |D| and
+ * D² over the cout channels of every token row. */
+static double group_loss(const qv_group_search *s, const double *row_abs, const double *row_sq, int64_t rows,
+                         int64_t cout)
 {
-    const qv_quant_opts *o = s->o;
-    const bool mae = o->loss_mode == QV_LOSS_MODE_MAE;
-    double sa, sq;
-    int64_t n;
+    const bool mae = s->o->loss_mode == QV_LOSS_MODE_MAE;
+    const double c = (double)cout;
     if (s->cap_mask && s->vis_mask && !isnan(s->ratio)) {
         double aa, aq, va, vq;
         int64_t na, nv;
-        masked_sums(y0, y, o->T, s->T, cout, s->cap_mask, row_abs, row_sq, &aa, &aq, &na);
-        masked_sums(y0, y, o->T, s->T, cout, s->vis_mask, row_abs, row_sq, &va, &vq, &nv);
-        double r = s->ratio, c = (double)cout;
+        masked_sums(row_abs, row_sq, rows, s->cap_mask, &aa, &aq, &na);
+        masked_sums(row_abs, row_sq, rows, s->vis_mask, &va, &vq, &nv);
         if (mae)
-            return (aa + r * va) / (c * (double)na + c * (double)nv);
-        return aq / (c * (double)na) + r * (vq / (c * (double)nv));
+            return (aa + s->ratio * va) / (c * (double)na + c * (double)nv);
+        return aq / (c * (double)na) + s->ratio * (vq / (c * (double)nv));
     }
-    masked_sums(y0, y, o->T, s->T, cout, NULL, row_abs, row_sq, &sa, &sq, &n);
-    double denom = (double)n * (double)cout;
-    return (mae ? sa : sq) / denom;
+    double sa, sq;
+    int64_t n;
+    masked_sums(row_abs, row_sq, rows, NULL, &sa, &sq, &n);
+    return (mae ? sa : sq) / ((double)n * c);
 }
+
+/* ---- the packed path -------------------------------------------------------------------------- */
 
 /* The linears the inspect module runs (attention: q/k/v or wqkv and o; MLP: gate, up, down). */
 static int inspect_lins(const qv_llm *m, const qv_scale_group *g, qv_llm_lin out[4])
@@ -152,45 +143,60 @@ static qv_status pack_lin(const qv_group_search *s, const qv_gemm_kernels *k, qv
     return st;
 }
 
+/* Rows per inspect call from which the GEMM fake-quantizes on the fly (QVLM_FQGEMM_FLY_ROWS). */
+static int64_t fly_rows(void)
+{
+    const char *e = getenv("QVLM_FQGEMM_FLY_ROWS");
+    return e && *e ? strtoll(e, NULL, 10) : 8192;
+}
+
 qv_status qv_search_group(qv_group_search *s)
 {
     qv_llm *m = s->m;
     const qv_scale_group *g = s->g;
     const qv_quant_opts *o = s->o;
     const qv_kernel_table *k = qv_kernels();
-    const int64_t ci = qv_group_in_width(m, g), cout = qv_group_out_width(m, g), T = s->T;
+    const int64_t ci = qv_group_in_width(m, g), cout = qv_group_out_width(m, g);
+    const int64_t B = s->ctx->B, L = s->ctx->L, T = B * L, chunk = QV_MAX((int64_t)1, QV_MIN(s->chunk, B));
+    const int64_t crow = chunk * L;
     const qv_dtype Td = o->T, cdt = m->dt;
     const size_t tes = qv_dtype_size(Td), ces = qv_dtype_size(cdt);
     if (o->n_grid < 1 || o->n_grid > QV_MAX_GRID)
         return qv_fail(QV_ERR_INVALID, "n_grid %d out of range (1..%d)", o->n_grid, QV_MAX_GRID);
     if (cdt == QV_BF16 && Td != QV_BF16)
         return qv_fail(QV_ERR_UNSUPPORTED, "search: BF16 compute needs the BF16 reference dtype");
-    const float *xq = s->x_q ? s->x_q : s->x; /* the candidate's input (§5.7) */
+    if (s->x->rows != T || s->x->cols != ci || s->x->dt != Td || (s->x_q && (s->x_q->rows != T || s->x_q->dt != Td)))
+        return qv_fail(QV_ERR_INTERNAL, "search: input is [%lld,%lld] %s, expected [%lld,%lld] %s", (long long)s->x->rows,
+                       (long long)s->x->cols, qv_dtype_name(s->x->dt), (long long)T, (long long)ci, qv_dtype_name(Td));
+    const qv_acts *xq = s->x_q ? s->x_q : s->x; /* the candidate's input (§5.7) */
     qv_fq wq = qv_quant_weight_fq(o);
+    const qv_fq_scale mode = o->wa ? QV_FQ_SCALE_MUL : QV_FQ_SCALE_MULDIV;
+    const qv_dtype out_dt = cdt == Td ? Td : QV_F32;
     const char *why = NULL;
     for (int f = 0; f < g->n_fcs && !why; f++)
-        why = qv_fq_check(&wq, Td, cdt == Td ? Td : QV_F32,
-                          o->wa ? QV_FQ_SCALE_MUL : QV_FQ_SCALE_MULDIV, s->fc_w[f] /* any non-NULL */, ci);
+        why = qv_fq_check(&wq, Td, out_dt, mode, s->fc_w[f] /* any non-NULL: a scale is given */, ci);
     if (why)
         return qv_fail(QV_ERR_INVALID, "%s: %s", qv_llm_lin_suffix(m, g->fcs[0]), why);
 
     const qv_gemm_kernels *pkk = packed_kernels(s, &wq);
-    const bool packed = pkk != NULL;
-    qv_fqgemm_w *pk[QV_LIN_COUNT] = {0};
-    qv_fqgemm_q fq = {.mode = o->wa ? QV_FQ_SCALE_MUL : QV_FQ_SCALE_MULDIV, .p = wq};
+    const bool packed = pkk != NULL, fly = packed && crow >= fly_rows();
+    qv_fqgemm_w *pk[QV_LIN_COUNT] = {0}, *pq[3] = {0}; /* packed linears; prepared candidates */
+    qv_fqgemm_q fq = {.mode = mode, .p = wq};
     qv_llm_weights w0 = *s->w; /* the reference forward's view */
     qv_status st = QV_OK;
-    void *y0 = NULL, *yc = NULL, *s_T = NULL, *cand[3] = {0};
-    float *y = NULL, *sk = NULL, *xs = NULL;
+    qv_acts y0 = {0}, yc = {0};
+    void *s_T = NULL, *cand[3] = {0};
+    float *xin = NULL, *y = NULL, *sk = NULL;
     double *row_abs = NULL, *row_sq = NULL;
-    y0 = qv_malloc((size_t)(T * cout) * tes, "search: reference output");
-    yc = qv_malloc((size_t)(T * cout) * tes, "search: candidate output");
-    y = qv_malloc((size_t)(T * cout) * sizeof *y, "search: output");
+    QV_CHECK(st = qv_acts_alloc(&y0, Td, T, cout, "search: reference output"), done);
+    QV_CHECK(st = qv_acts_alloc(&yc, Td, crow, cout, "search: candidate output"), done);
+    xin = qv_malloc((size_t)(crow * ci) * sizeof *xin, "search: input chunk");
+    y = qv_malloc((size_t)(crow * cout) * sizeof *y, "search: output chunk");
     sk = qv_malloc((size_t)ci * sizeof *sk, "search: scale");
     s_T = qv_malloc((size_t)ci * tes, "search: scale");
     row_abs = qv_malloc((size_t)T * sizeof *row_abs, "search: loss rows");
     row_sq = qv_malloc((size_t)T * sizeof *row_sq, "search: loss rows");
-    if (!y0 || !yc || !y || !sk || !s_T || !row_abs || !row_sq) {
+    if (!xin || !y || !sk || !s_T || !row_abs || !row_sq) {
         st = QV_ERR_NOMEM;
         goto done;
     }
@@ -201,6 +207,8 @@ qv_status qv_search_group(qv_group_search *s)
             QV_CHECK(st = pack_lin(s, pkk, l[i], &pk[l[i]]), done);
             w0.packed[l[i]] = pk[l[i]];
         }
+        for (int f = 0; f < g->n_fcs && !fly; f++)
+            QV_CHECK(st = qv_fqgemm_alloc_like(pk[g->fcs[f]], &pq[f]), done);
         fq.s = s_T;
     }
     for (int f = 0; f < g->n_fcs && !packed; f++) {
@@ -211,39 +219,39 @@ qv_status qv_search_group(qv_group_search *s)
             goto done;
         }
     }
-    if (o->wa) {
-        xs = qv_malloc((size_t)(T * ci) * sizeof *xs, "search: scaled input");
-        if (!xs) {
-            st = QV_ERR_NOMEM;
-            goto done;
-        }
-    }
 
     /* the statistic from the candidate's input; the reference output from the clean input */
-    qv_act_scale(s->act_scale, xq, T, ci, Td, o->division);
-    QV_CHECK(st = run_inspect(s, &w0, s->x, y), done);
-    qv_round_values(y, T * cout, Td);
-    store_T(y0, y, T * cout, Td);
+    qv_act_scale(s->act_scale, xq, Td, o->division);
+    for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+        const int64_t nb = QV_MIN(chunk, B - b0), r0 = b0 * L, nr = nb * L;
+        qv_acts_get(s->x, r0, nr, xin);
+        QV_CHECK(st = run_inspect(s, &w0, b0, nb, xin, y), done);
+        qv_acts_put(&y0, r0, nr, y);
+    }
 
     double best = INFINITY;
     s->best = -1;
     for (int kk = 0; kk < o->n_grid; kk++) {
         qv_grid_scale(sk, s->act_scale, ci, kk, o->n_grid, Td);
-        store_T(s_T, sk, ci, Td);
+        if (Td == QV_F32)
+            memcpy(s_T, sk, (size_t)ci * sizeof(float));
+        else
+            (Td == QV_BF16 ? k->f32_to_bf16 : k->f32_to_f16)(s_T, sk, (size_t)ci);
         qv_llm_weights cw = w0;
         for (int f = 0; f < g->n_fcs; f++) {
             const int64_t co = qv_llm_lin_out(m, g->fcs[f]);
-            const qv_dtype out_dt = cdt == Td ? Td : QV_F32;
-            const qv_fq_scale mode = o->wa ? QV_FQ_SCALE_MUL : QV_FQ_SCALE_MULDIV;
             const int64_t rb = 16;
-            if (packed) { /* fake-quantized inside the GEMM (s_T holds this grid point's scale) */
+            if (fly) { /* fake-quantized inside every GEMM call from s_T */
                 cw.fq[g->fcs[f]] = &fq;
+            } else if (packed) { /* fake-quantized once, into the packed candidate */
+                QV_CHECK(st = qv_fqgemm_prepare(pq[f], pk[g->fcs[f]], &fq), done);
+                cw.packed[g->fcs[f]] = pq[f];
             } else {
 #pragma omp parallel for schedule(static)
-                for (int64_t r0 = 0; r0 < co; r0 += rb)
-                    k->fq_rows((char *)cand[f] + (size_t)(r0 * ci) * qv_dtype_size(out_dt), out_dt,
-                               (const char *)s->fc_w[f] + (size_t)(r0 * ci) * tes, Td, s_T, mode,
-                               QV_MIN(rb, co - r0), ci, &wq);
+                for (int64_t q0 = 0; q0 < co; q0 += rb)
+                    k->fq_rows((char *)cand[f] + (size_t)(q0 * ci) * qv_dtype_size(out_dt), out_dt,
+                               (const char *)s->fc_w[f] + (size_t)(q0 * ci) * tes, Td, s_T, mode,
+                               QV_MIN(rb, co - q0), ci, &wq);
                 cw.w[g->fcs[f]] = cand[f];
             }
             if (o->wa) {
@@ -252,20 +260,26 @@ qv_status qv_search_group(qv_group_search *s)
                 cw.act_dt = Td;
             }
         }
-        const float *xin = xq;
-        if (o->wa) { /* §5.6: the WALinear sees x ⊘ s, rounded to T */
-#pragma omp parallel for schedule(static) if (T * ci >= 65536)
-            for (int64_t t = 0; t < T; t++)
-                for (int64_t j = 0; j < ci; j++) {
-                    float v = xq[t * ci + j] / sk[j];
-                    xs[t * ci + j] = Td == QV_BF16 ? qv_round_bf16(v) : Td == QV_F16 ? qv_round_f16(v) : v;
-                }
-            xin = xs;
+        for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+            const int64_t nb = QV_MIN(chunk, B - b0), r0 = b0 * L, nr = nb * L;
+            qv_acts_get(xq, r0, nr, xin);
+            if (o->wa) { /* §5.6: the WALinear sees x ⊘ s, rounded to T */
+#pragma omp parallel for schedule(static) if (nr * ci >= 65536)
+                for (int64_t t = 0; t < nr; t++)
+                    for (int64_t j = 0; j < ci; j++) {
+                        float v = xin[t * ci + j] / sk[j];
+                        xin[t * ci + j] = Td == QV_BF16 ? qv_round_bf16(v) : Td == QV_F16 ? qv_round_f16(v) : v;
+                    }
+            }
+            QV_CHECK(st = run_inspect(s, &cw, b0, nb, xin, y), done);
+            qv_acts_put(&yc, 0, nr, y);
+            const int64_t rblk = 64;
+#pragma omp parallel for schedule(static) if (nr * cout >= 65536)
+            for (int64_t q0 = 0; q0 < nr; q0 += rblk)
+                k->loss_rows(row_abs + r0 + q0, row_sq + r0 + q0, qv_acts_row(&y0, r0 + q0), qv_acts_row(&yc, q0), Td,
+                             QV_MIN(rblk, nr - q0), cout, NULL);
         }
-        QV_CHECK(st = run_inspect(s, &cw, xin, y), done);
-        qv_round_values(y, T * cout, Td);
-        store_T(yc, y, T * cout, Td);
-        double loss = group_loss(s, y0, yc, cout, row_abs, row_sq);
+        double loss = group_loss(s, row_abs, row_sq, T, cout);
         s->loss[kk] = loss;
         if (loss < best) { /* strict: the first minimum wins */
             best = loss;
@@ -277,16 +291,18 @@ qv_status qv_search_group(qv_group_search *s)
         st = qv_fail(QV_ERR_INVALID, "%s: every candidate loss is NaN (empty caption or vision mask?)",
                      qv_llm_lin_suffix(m, g->fcs[0]));
 done:
-    qv_free(y0);
-    qv_free(yc);
+    qv_acts_free(&y0);
+    qv_acts_free(&yc);
+    qv_free(xin);
     qv_free(y);
     qv_free(sk);
     qv_free(s_T);
-    qv_free(xs);
     qv_free(row_abs);
     qv_free(row_sq);
-    for (int f = 0; f < 3; f++)
+    for (int f = 0; f < 3; f++) {
         qv_free(cand[f]);
+        qv_fqgemm_free(pq[f]);
+    }
     for (int l = 0; l < QV_LIN_COUNT; l++)
         qv_fqgemm_free(pk[l]);
     return st;

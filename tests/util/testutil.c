@@ -89,7 +89,8 @@ int qt_run_cli(char **out, char **err, const char *fmt, ...)
     cr_assert(fo >= 0 && fe >= 0);
     close(fo);
     close(fe);
-    snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s'", QV_CLI, args, of, ef);
+    /* from the source folder, so that the configs' relative paths (tests/fixtures/...) resolve */
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s >'%s' 2>'%s'", QV_SOURCE_DIR, QV_CLI, args, of, ef);
     int st = system(cmd);
     if (out)
         *out = slurp(of);
