@@ -10,8 +10,9 @@
  *     logged, not required) and against the exact product: |y − exact| ≤ (depth + 2)·2⁻²⁴·Σ|x·w|
  *     (gemm.h; depth 16 + 1 + K/32 for AMX, K for VDPBF16PS, + 1 for the bias add);
  *   - the OpenMP driver: bit-identical for 1, 2 and 3 threads, row and column tails, every kc,
- *     equal to the model on the reference's fake-quantized weight; the generic path within the
- *     f32 bound; parameter errors. */
+ *     equal to the model on the reference's fake-quantized weight, also when the candidate is
+ *     prepared once (qv_fqgemm_prepare) and run through the plain GEMM; the generic path within
+ *     the f32 bound; parameter errors. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <omp.h>
@@ -286,10 +287,11 @@ Test(gemm, fq_panel_bit_exact, .timeout = 300)
                                 for (int64_t k = 0; k < K; k++) {
                                     uint16_t e = n < N ? want[n * K + k] : 0;
                                     if (row[k] != e) {
-                                        cr_expect(false, "%s: shape %zu mode %zu bits %d zp %d s-kind %d: [%lld][%lld] = "
-                                                  "0x%04x, reference 0x%04x (w %a)", sets[t].k->name, si, mi,
-                                                bits[bi], zp, skind, (long long)n, (long long)k, row[k], e,
-                                                n < N ? wf[n * K + k] : 0.0f);
+                                        cr_expect(false,
+                                                  "%s: shape %zu mode %zu bits %d zp %d s-kind %d: [%lld][%lld] = "
+                                                  "0x%04x, reference 0x%04x (w %a)",
+                                                  sets[t].k->name, si, mi, bits[bi], zp, skind, (long long)n,
+                                                  (long long)k, row[k], e, n < N ? wf[n * K + k] : 0.0f);
                                         goto next;
                                     }
                                 }
@@ -413,6 +415,16 @@ Test(fqgemm, driver_threads_tails_models, .timeout = 300)
                     cr_expect_eq(count_diff(y[v], ym, M * N), 0, "%s shape %zu q %d variant %d: differs from the "
                                  "order model on the reference's fake-quantized weight", sets[t].k->name, si, withq, v);
                 }
+                /* the same candidate fake-quantized once (qv_fqgemm_prepare), then the plain GEMM */
+                if (qq) {
+                    qv_fqgemm_w *pp;
+                    cr_assert_eq(qv_fqgemm_alloc_like(pw, &pp), QV_OK);
+                    cr_assert_eq(qv_fqgemm_prepare(pp, pw, qq), QV_OK, "%s", qv_last_error());
+                    cr_assert_eq(qv_fqgemm(y[0], x, M, pp, NULL, bias), QV_OK);
+                    cr_expect_eq(count_diff(y[0], ym, M * N), 0, "%s shape %zu: prepared candidate differs",
+                                 sets[t].k->name, si);
+                    qv_fqgemm_free(pp);
+                }
                 for (int v = 0; v < 3; v++)
                     free(y[v]);
                 qv_fqgemm_free(pw);
@@ -424,6 +436,16 @@ Test(fqgemm, driver_threads_tails_models, .timeout = 300)
             omp_set_num_threads(2);
             cr_assert_eq(qv_fqgemm(ym, x, M, pg, qq, bias), QV_OK, "%s", qv_last_error());
             cr_expect_eq(check_bound("generic", ym, x, wq, bias, M, N, K, K), 0);
+            if (qq) { /* the generic prepare, then the plain generic GEMM: the same result */
+                qv_fqgemm_w *pp;
+                cr_assert_eq(qv_fqgemm_alloc_like(pg, &pp), QV_OK);
+                cr_assert_eq(qv_fqgemm_prepare(pp, pg, qq), QV_OK, "%s", qv_last_error());
+                float *yp = malloc((size_t)(M * N) * sizeof *yp);
+                cr_assert_eq(qv_fqgemm(yp, x, M, pp, NULL, bias), QV_OK);
+                cr_expect_eq(count_diff(yp, ym, M * N), 0, "generic shape %zu: prepared candidate differs", si);
+                free(yp);
+                qv_fqgemm_free(pp);
+            }
             qv_fqgemm_free(pg);
             free(ym);
         }
@@ -439,7 +461,8 @@ Test(fqgemm, f32_rows_round_to_bf16)
     const int64_t M = 9, N = 32, K = 64;
     qt_rng g = {0x99};
     uint16_t *w = rand_bf16(&g, N * K, 0.1f), *xb = malloc((size_t)(M * K) * 2);
-    float *xf = malloc((size_t)(M * K) * sizeof *xf), *a = malloc((size_t)(M * N) * 4), *b = malloc((size_t)(M * N) * 4);
+    float *xf = malloc((size_t)(M * K) * sizeof *xf);
+    float *a = malloc((size_t)(M * N) * 4), *b = malloc((size_t)(M * N) * 4);
     for (int64_t i = 0; i < M * K; i++) {
         xf[i] = qt_normal(&g);
         xb[i] = bf(xf[i]);

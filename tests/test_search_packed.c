@@ -89,7 +89,8 @@ static void modules_case(const char *model, const qv_gemm_kernels *k)
         mask[i] = i < 21 || i % 21 < 15; /* the second sample padded after 15 tokens */
     cr_assert_eq(qv_llm_ctx_init(m, &ctx, B, L, mask, NULL, NULL), QV_OK);
     qt_rng g = {0xabc};
-    float *x = malloc((size_t)(T * C) * sizeof *x), *ya = malloc((size_t)(T * C) * 4), *yb = malloc((size_t)(T * C) * 4);
+    float *x = malloc((size_t)(T * C) * sizeof *x);
+    float *ya = malloc((size_t)(T * C) * 4), *yb = malloc((size_t)(T * C) * 4);
     for (int64_t i = 0; i < T * C; i++)
         x[i] = qv_round_bf16(qt_normal(&g));
     uint16_t s[512];
@@ -196,35 +197,42 @@ static void search_bf16(const char *model, qv_qresult *res, const char *fqgemm, 
     qv_llm_close(f.m);
 }
 
-/* Both models x (W3g128, W4A8), or (all = false) InternLM2 W3g128 and Qwen2 W4A8. */
+/* Both models x (W3g128, W4A8) x (candidate prepared per grid point, fake-quantized on the fly in
+ * the GEMM: QVLM_FQGEMM_FLY_ROWS=0), or (all = false) InternLM2 W3g128 prepared and Qwen2 W4A8 on
+ * the fly. */
 static void compare_searches(const char *what, const char *fq_a, const char *fq_b, qv_dtype compute, double tol,
                              bool all, int64_t samples, int n_grid)
 {
     static const char *models[] = {"internvl2-internlm2-tiny", "internvl2-qwen2-tiny"};
     for (int mi = 0; mi < 2; mi++)
-        for (int wa = 0; wa < 2; wa++) {
-            if (!all && wa != mi)
-                continue;
-            qv_qresult a = {0}, b = {0};
-            search_bf16(models[mi], &a, fq_a, compute, wa, samples, n_grid);
-            search_bf16(models[mi], &b, fq_b, compute, wa, samples, n_grid);
-            cr_assert_eq(a.n, b.n);
-            int agree = 0;
-            double worst = 0;
-            for (size_t e = 0; e < a.n; e++) {
-                for (int i = 0; i < n_grid; i++) {
-                    const double r = fabs(a.e[e].loss[i] - b.e[e].loss[i]) / fmax(fabs(b.e[e].loss[i]), 1e-30);
-                    worst = fmax(worst, r);
-                    cr_expect_leq(r, tol, "%s %s %s entry %zu grid %d: packed loss %g, oneDNN %g", what, models[mi],
-                                  wa ? "W4A8" : "W3g128", e, i, a.e[e].loss[i], b.e[e].loss[i]);
+        for (int wa = 0; wa < 2; wa++)
+            for (int fly = 0; fly < 2; fly++) {
+                if (!all && (wa != mi || fly != mi))
+                    continue;
+                qv_qresult a = {0}, b = {0};
+                if (fly)
+                    setenv("QVLM_FQGEMM_FLY_ROWS", "0", 1);
+                search_bf16(models[mi], &a, fq_a, compute, wa, samples, n_grid);
+                unsetenv("QVLM_FQGEMM_FLY_ROWS");
+                search_bf16(models[mi], &b, fq_b, compute, wa, samples, n_grid);
+                cr_assert_eq(a.n, b.n);
+                int agree = 0;
+                double worst = 0;
+                for (size_t e = 0; e < a.n; e++) {
+                    for (int i = 0; i < n_grid; i++) {
+                        const double r = fabs(a.e[e].loss[i] - b.e[e].loss[i]) / fmax(fabs(b.e[e].loss[i]), 1e-30);
+                        worst = fmax(worst, r);
+                        cr_expect_leq(r, tol, "%s %s %s %s entry %zu grid %d: packed loss %g, oneDNN %g", what,
+                                      models[mi], wa ? "W4A8" : "W3g128", fly ? "on the fly" : "prepared", e, i,
+                                      a.e[e].loss[i], b.e[e].loss[i]);
+                    }
+                    agree += a.e[e].best == b.e[e].best;
                 }
-                agree += a.e[e].best == b.e[e].best;
+                fprintf(stderr, "[packed] %s %s %s %s: worst loss rel %.2g, chosen index agrees %d/%zu\n", what,
+                        models[mi], wa ? "W4A8" : "W3g128", fly ? "on the fly" : "prepared", worst, agree, a.n);
+                qv_qresult_free(&a);
+                qv_qresult_free(&b);
             }
-            fprintf(stderr, "[packed] %s %s %s: worst loss rel %.2g, chosen index agrees %d/%zu\n", what, models[mi],
-                    wa ? "W4A8" : "W3g128", worst, agree, a.n);
-            qv_qresult_free(&a);
-            qv_qresult_free(&b);
-        }
 }
 
 /* F32 compute, BF16 reference arithmetic: the search's packed branch on the emulated AMX set

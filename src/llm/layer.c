@@ -158,7 +158,7 @@ qv_status qv_llm_qkv(const qv_llm *m, const qv_llm_weights *w, const qv_llm_ctx 
                      float *k, float *v, float *qkv_tmp)
 {
     const int64_t T = ctx->B * ctx->L, d = m->d, H = m->H, KV = m->KV;
-    if (w->w[QV_LIN_QKV]) {
+    if (w->w[QV_LIN_QKV] || w->packed[QV_LIN_QKV]) {
         /* InternLM2: per KV head j the rows [q_{j·g} .. q_{j·g+g−1}, k_j, v_j], d each */
         const int64_t g = H / KV, W = (H + 2 * KV) * d;
         QV_TRY(qv_llm_lin_apply(m, w, QV_LIN_QKV, T, n1, qkv_tmp, 0));
@@ -186,7 +186,7 @@ qv_status qv_llm_attn_forward(qv_llm *m, const qv_llm_weights *w, const qv_llm_c
                               float *out, float *o_in)
 {
     const int64_t T = ctx->B * ctx->L, qd = m->H * m->d, kd = m->KV * m->d;
-    const bool packed = w->w[QV_LIN_QKV] != NULL;
+    const bool packed = w->w[QV_LIN_QKV] || w->packed[QV_LIN_QKV];
     size_t n = (size_t)T * (size_t)(qd + 2 * kd + (o_in ? 0 : qd) + (packed ? qd + 2 * kd : 0));
     float *buf = qv_aligned_alloc(64, n * sizeof(float) + 64, "attention activations");
     if (!buf)
@@ -214,8 +214,8 @@ qv_status qv_llm_attn_forward(qv_llm *m, const qv_llm_weights *w, const qv_llm_c
 static qv_status mlp_chunked(qv_llm *m, const qv_llm_weights *w, int64_t T, const float *x, float *out, float *down_in,
                              unsigned flags)
 {
-    /* packed gate/up fake-quantize their whole weight in every call: larger chunks amortise it */
-    const int64_t chunk = w->packed[QV_LIN_GATE]
+    /* gate/up fake-quantized on the fly redo their whole weight in every call: larger chunks */
+    const int64_t chunk = w->fq[QV_LIN_GATE]
                               ? QV_MAX((int64_t)QV_LLM_MLP_CHUNK, QV_LLM_MLP_PACKED_FLOATS / (2 * m->I))
                               : (int64_t)QV_LLM_MLP_CHUNK;
     const int64_t I = m->I, C = m->C, R = QV_MIN(T, chunk);

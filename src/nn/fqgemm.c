@@ -97,6 +97,22 @@ qv_status qv_fqgemm_pack(const qv_gemm_kernels *k, const uint16_t *w, int64_t N,
     return QV_OK;
 }
 
+qv_status qv_fqgemm_alloc_like(const qv_fqgemm_w *src, qv_fqgemm_w **out)
+{
+    *out = NULL;
+    qv_fqgemm_w *p = qv_calloc(1, sizeof *p, "packed weight");
+    if (!p)
+        return QV_ERR_NOMEM;
+    *p = *src;
+    p->data = qv_aligned_alloc(64, (size_t)qv_gemm_packed_elems(src->N, src->K) * sizeof(uint16_t), "packed weight");
+    if (!p->data) {
+        qv_free(p);
+        return QV_ERR_NOMEM;
+    }
+    *out = p;
+    return QV_OK;
+}
+
 void qv_fqgemm_free(qv_fqgemm_w *w)
 {
     if (!w)
@@ -223,7 +239,8 @@ qv_status qv_fqgemm(float *y, const uint16_t *x, int64_t M, const qv_fqgemm_w *w
 
     /* per thread: the panel, the fake-quant scratch, a padded row tail of x and of y */
     const size_t per_panel = q ? (size_t)(pw * QV_GEMM_NB * K) : 0;
-    const size_t per = (per_panel + 4 * (size_t)K + (size_t)(mr * K) + 2 * (size_t)(mr * pw * QV_GEMM_NB) + 32) & ~(size_t)31;
+    const size_t per =
+        (per_panel + 4 * (size_t)K + (size_t)(mr * K) + 2 * (size_t)(mr * pw * QV_GEMM_NB) + 32) & ~(size_t)31;
     size_t bytes;
     if (!qv_mul_size(per * sizeof(uint16_t), (size_t)nthreads, &bytes))
         return qv_fail(QV_ERR_NOMEM, "fqgemm: scratch size overflows");
@@ -265,6 +282,44 @@ qv_status qv_fqgemm(float *y, const uint16_t *x, int64_t M, const qv_fqgemm_w *w
         }
     }
     qv_free(scratch);
+    return QV_OK;
+}
+
+qv_status qv_fqgemm_prepare(qv_fqgemm_w *dst, const qv_fqgemm_w *src, const qv_fqgemm_q *q)
+{
+    if (dst->N != src->N || dst->K != src->K || dst->k != src->k)
+        return qv_fail(QV_ERR_INTERNAL, "fqgemm: prepared weight does not match its source");
+    if (!q)
+        return qv_fail(QV_ERR_INTERNAL, "fqgemm: nothing to prepare without a quantizer");
+    QV_TRY(check_q(src, q));
+    const int64_t K = src->K, N = src->N, pairs = src->nbt / 2, nthreads = omp_get_max_threads();
+    uint16_t *scratch = qv_malloc((size_t)(nthreads * 4 * K) * sizeof *scratch, "fqgemm: fake-quant scratch");
+    uint16_t *rows = src->k ? NULL : qv_malloc((size_t)(nthreads * 64 * K) * sizeof *rows, "fqgemm: weight rows");
+    if (!scratch || (!src->k && !rows)) {
+        qv_free(scratch);
+        qv_free(rows);
+        return QV_ERR_NOMEM;
+    }
+    /* one pair of n-blocks (32 channels) per item, as in the panels of qv_fqgemm */
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < pairs; i++) {
+        const int t = omp_get_thread_num();
+        const int64_t c0 = 32 * i, nc = QV_MIN((int64_t)32, N - c0);
+        if (nc <= 0)
+            continue;
+        if (src->k) {
+            src->k->fq_panel(dst->data + c0 * K, src->data + c0 * K, 2, K, nc, q->s, q->mode, &q->p,
+                             scratch + (size_t)t * 4 * K);
+        } else { /* generic: unpack, the active table's fake quantization, pack */
+            uint16_t *r = rows + (size_t)t * 64 * K, *o = r + 32 * K;
+            for (int64_t n = 0; n < nc; n++)
+                qv_gemm_unpack_row(r + n * K, src->data, c0 + n, K);
+            qv_kernels()->fq_rows(o, QV_BF16, r, QV_BF16, q->s, q->mode, nc, K, &q->p);
+            qv_gemm_pack(dst->data + c0 * K, o, K, nc, K);
+        }
+    }
+    qv_free(scratch);
+    qv_free(rows);
     return QV_OK;
 }
 

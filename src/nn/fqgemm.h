@@ -7,9 +7,11 @@
  *
  * with Wc bit-exact with qv_fq_rows_ref in BF16. Only the column scale s and the quantizer change
  * between calls; each thread fake-quantizes one panel of output channels (a few hundred KiB,
- * sized for L2) into its own buffer and streams all rows of x through it, so there is never a
- * second copy of W. OpenMP over (panel, row chunk) items; every output is computed by one
- * thread in the kernel's fixed k order, so results do not depend on the thread count.
+ * sized for L2) into its own buffer and streams all rows of x through it, so there is no second
+ * copy of W. That costs one fake quantization of W per call: for many small calls with one
+ * quantizer, qv_fqgemm_prepare makes the candidate once and the calls run the plain GEMM on it.
+ * OpenMP over (panel, row chunk) items; every output is computed by one thread in the kernel's
+ * fixed k order, so results do not depend on the thread count.
  *
  * Kernels: AMX, else AVX-512-BF16 (qv_gemm_kernels_active), else a generic path (the active
  * qv_kernel_table's fake quantization and oneDNN's F32 matmul on the widened BF16 values, panel
@@ -49,6 +51,12 @@ const char *qv_fqgemm_kernel_name(const qv_fqgemm_w *w);
  * qv_fqgemm_supports. */
 qv_status qv_fqgemm(float *y, const uint16_t *x, int64_t M, const qv_fqgemm_w *w, const qv_fqgemm_q *q,
                     const float *bias);
+/* For many small calls with one quantizer: dst = the fake-quantized packed weight Wc of src and
+ * q, computed once (same bits as qv_fqgemm's on-the-fly panels), so that the calls run the plain
+ * GEMM on dst. dst comes from qv_fqgemm_alloc_like(src). This is a second copy of W: use it when
+ * the calls are too small for the on-the-fly form to amortise its fake quantization. */
+qv_status qv_fqgemm_alloc_like(const qv_fqgemm_w *src, qv_fqgemm_w **out);
+qv_status qv_fqgemm_prepare(qv_fqgemm_w *dst, const qv_fqgemm_w *src, const qv_fqgemm_q *q);
 /* The same from F32 rows: x is rounded to BF16 (nearest even) in row chunks of at most 2^27
  * elements, as the decoder's BF16 linears round their inputs. */
 qv_status qv_fqgemm_f32(float *y, const float *x, int64_t M, const qv_fqgemm_w *w, const qv_fqgemm_q *q,
