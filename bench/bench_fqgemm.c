@@ -293,7 +293,8 @@ int qv_bench_fqgemm(int argc, char **argv)
         const int64_t ksame = kernel_check(sets[i], qv_gemm_kernels_get(amx ? QV_GEMM_EMU_AMX : QV_GEMM_EMU_AVX512BF16),
                                            &ktotal);
         if (json)
-            printf("{\"bench\":\"fqgemm\",\"check\":\"%s\",\"instr_same\":%lld,\"instr_total\":%lld,\"kernel_same\":%lld,"
+            printf("{\"bench\":\"fqgemm\",\"check\":\"%s\",\"instr_same\":%lld,\"instr_total\":%lld,"
+                   "\"kernel_same\":%lld,"
                    "\"kernel_total\":%lld}\n",
                    sets[i]->name, (long long)same, (long long)total, (long long)ksame, (long long)ktotal);
         else

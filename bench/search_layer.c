@@ -6,7 +6,9 @@
  * (InternVL2-8B: hidden 4096, 32 heads of 128, 8 KV heads, MLP 14336; wqkv, wo, w1/w3/w2),
  * random weights N(0, 1/fan_in) rounded to BF16, inputs N(0, 1) rounded to BF16, samples x tokens
  * rows (128 x 400 by default); each sample's first 64 % are vision tokens (256 of 400), then 4 %
- * prompt, then the caption (the reweighted loss's two masks).
+ * prompt, then the caption (the reweighted loss's two masks). --chunk samples per inspect call
+ * (default 1, as `qvlm quantize` runs it; the packed path then prepares each candidate once per
+ * grid point, while calls of >= 8192 rows fake-quantize on the fly, see src/quant/search.c).
  *
  * Reported per group (attention: wqkv inspected through RoPE, GQA attention and wo; MLP: w1, w3
  * inspected through w2; down: w2) and for the layer: seconds, TFLOP (the inspect module's
@@ -29,6 +31,7 @@
 #include "gemm.h"
 #include "nn/fqgemm.h"
 #include "nn/matmul.h"
+#include "quant/acts.h"
 #include "quant/quant.h"
 
 typedef struct dims {
@@ -49,7 +52,7 @@ static double now(void)
 }
 
 /* n values ~ N(0, sd²) rounded to BF16 (a cheap bell curve: sum of 4 uniforms), stored as BF16
- * (bf) and/or as F32 (f); rows split between threads, each with its own stream. */
+ * (bf) and/or as F32 (f); chunks split between threads, each with its own stream. */
 static void fill(uint16_t *bf, float *f, int64_t n, float sd, uint64_t seed)
 {
     const int64_t chunk = 1 << 16;
@@ -79,7 +82,7 @@ typedef struct group_result {
 
 int qv_bench_search_layer(int argc, char **argv)
 {
-    int64_t samples = 128, tokens = 400, grid = 20, points = 0;
+    int64_t samples = 128, tokens = 400, grid = 20, points = 0, chunk = 1;
     const char *dname = "internvl2-8b", *groups_arg = "attn,mlp,down", *dtype = NULL;
     bool json = false;
     const qv_opt opts[] = {
@@ -89,13 +92,14 @@ int qv_bench_search_layer(int argc, char **argv)
         {"groups", 0, QV_OPT_STR, &groups_arg, "LIST", "comma list of attn, mlp, down (default all three)"},
         {"grid", 0, QV_OPT_INT, &grid, "N", "grid points of the search (default 20)"},
         {"points", 0, QV_OPT_INT, &points, "P", "run only P grid points per group and extrapolate to --grid"},
+        {"chunk", 0, QV_OPT_INT, &chunk, "S", "samples per inspect call (default 1, as qvlm quantize; 0 = all)"},
         {"dtype", 0, QV_OPT_STR, &dtype, "T", "compute dtype bf16 or f32 (default bf16 where native, else f32)"},
         {"json", 0, QV_OPT_FLAG, &json, NULL, "print one JSON object"},
         {0},
     };
     const qv_cli_cmd cmd = {"bench search-layer",
                             "[--samples N] [--tokens L] [--dims NAME] [--groups LIST] [--grid N] [--points P] "
-                            "[--dtype T] [--json]",
+                            "[--chunk S] [--dtype T] [--json]",
                             "One decoder layer's MBQ W3g128 scale search (qv_search_group) on a synthetic InternLM2 "
                             "layer at InternVL2-8B dimensions: seconds per group and per layer, TFLOPS, fraction "
                             "of the AMX ceiling.",
@@ -109,9 +113,11 @@ int qv_bench_search_layer(int argc, char **argv)
             D = &dim_table[i];
     if (!D)
         return qv_cli_usage_error("bench search-layer", "--dims takes internvl2-8b or tiny, not '%s'", dname);
-    if (samples < 1 || tokens < 4 || grid < 1 || grid > QV_MAX_GRID || points < 0)
+    if (samples < 1 || tokens < 4 || grid < 1 || grid > QV_MAX_GRID || points < 0 || chunk < 0)
         return qv_cli_usage_error("bench search-layer", "need --samples >= 1, --tokens >= 4, 1 <= --grid <= %d, "
-                                  "--points >= 0", QV_MAX_GRID);
+                                  "--points >= 0, --chunk >= 0", QV_MAX_GRID);
+    if (chunk == 0 || chunk > samples)
+        chunk = samples;
     if (points == 0 || points > grid)
         points = grid;
     bool want[3] = {strstr(groups_arg, "attn") != NULL, strstr(groups_arg, "mlp") != NULL,
@@ -159,10 +165,11 @@ int qv_bench_search_layer(int argc, char **argv)
     void *wbuf[5] = {0};
     uint16_t *wbf[5] = {0}; /* the weights in T = BF16 (fc_w); the same buffers in BF16 compute */
     float *norm = malloc((size_t)C * sizeof *norm);
-    float *x = malloc((size_t)(T * C) * sizeof *x), *xd = want[2] ? malloc((size_t)(T * I) * sizeof *xd) : NULL;
+    qv_acts x = {0}, xd = {0}; /* the groups' inputs in T = BF16, as the driver keeps them */
     uint8_t *cap = malloc((size_t)T), *vis = malloc((size_t)T);
     float *scale = malloc((size_t)I * sizeof *scale), *act = malloc((size_t)I * sizeof *act);
-    bool ok = norm && x && (xd || !want[2]) && cap && vis && scale && act;
+    bool ok = norm && cap && vis && scale && act && qv_acts_alloc(&x, QV_BF16, T, C, "inputs") == QV_OK &&
+              (!want[2] || qv_acts_alloc(&xd, QV_BF16, T, I, "inputs") == QV_OK);
     for (int i = 0; i < 5 && ok; i++) {
         const int64_t n = lout[i] * lin_[i];
         wbf[i] = malloc((size_t)n * 2);
@@ -180,9 +187,9 @@ int qv_bench_search_layer(int argc, char **argv)
         for (int64_t j = 0; j < C; j++)
             norm[j] = 1.0f;
         w.norm[QV_LLM_NORM_ATTN] = w.norm[QV_LLM_NORM_MLP] = norm;
-        fill(NULL, x, T * C, 1.0f, 0x1234);
-        if (xd)
-            fill(NULL, xd, T * I, 0.25f, 0x5678);
+        fill(x.p, NULL, T * C, 1.0f, 0x1234);
+        if (xd.p)
+            fill(xd.p, NULL, T * I, 0.25f, 0x5678);
         for (int64_t t = 0; t < T; t++) {
             const int64_t p = t % tokens;
             vis[t] = p * 25 < tokens * 16;
@@ -193,14 +200,20 @@ int qv_bench_search_layer(int argc, char **argv)
     qv_quant_opts o = {.method = QV_METHOD_MBQ, .w_bit = 3, .a_bit = 16, .w_group = 128, .zero_point = true,
                        .division = QV_FQ_DIV_CUDA, .n_grid = (int)points, .loss_mode = QV_LOSS_MODE_MAE,
                        .reweight = true, .T = QV_BF16};
-    const char *env = getenv("QVLM_FQGEMM");
+    const char *env = getenv("QVLM_FQGEMM"), *fly_env = getenv("QVLM_FQGEMM_FLY_ROWS");
     const bool packed = cdt == QV_BF16 && qv_fqgemm_native() && !(env && !strcmp(env, "0"));
-    const char *path = packed ? qv_gemm_kernels_active()->name : cdt == QV_BF16 ? "onednn-bf16" : "onednn-f32";
+    const bool fly = chunk * tokens >= (fly_env && *fly_env ? strtoll(fly_env, NULL, 10) : 8192);
+    char path[64];
+    const char *engine = packed ? qv_gemm_kernels_active()->name : cdt == QV_BF16 ? "onednn-bf16" : "onednn-f32";
+    snprintf(path, sizeof path, "%s%s", engine,
+             packed ? (fly ? " (fake-quantized on the fly)" : " (candidate prepared per grid point)") : "");
     if (st == QV_OK && !json)
-        printf("# qvlm bench search-layer: %s dims (hidden %lld, heads %lld/%lld, MLP %lld), %lld samples x %lld tokens "
-               "= %lld rows, MBQ W3g128 reweighted MAE, %lld grid points%s, compute %s, linears on %s, %d threads\n",
+        printf("# qvlm bench search-layer: %s dims (hidden %lld, heads %lld/%lld, MLP %lld), %lld samples x %lld "
+               "tokens "
+               "= %lld rows in chunks of %lld samples, MBQ W3g128 reweighted MAE, %lld grid points%s, compute %s, "
+               "linears on %s, %d threads\n",
                D->name, (long long)C, (long long)D->H, (long long)D->KV, (long long)I, (long long)samples,
-               (long long)tokens, (long long)T, (long long)grid,
+               (long long)tokens, (long long)T, (long long)chunk, (long long)grid,
                points < grid ? " (extrapolated from fewer, see below)" : "", cdt == QV_BF16 ? "bf16" : "f32", path,
                omp_get_max_threads());
 
@@ -223,7 +236,7 @@ int qv_bench_search_layer(int argc, char **argv)
             fl = 3 * 2 * Td * (double)C * (double)I;
         else
             fl = 2 * Td * (double)I * (double)C;
-        qv_group_search s = {.m = m, .g = g, .w = &w, .ctx = &ctx, .T = T, .x = which == 2 ? xd : x,
+        qv_group_search s = {.m = m, .g = g, .w = &w, .ctx = &ctx, .chunk = chunk, .x = which == 2 ? &xd : &x,
                              .cap_mask = cap, .vis_mask = vis, .ratio = 1.0, .o = &o, .scale = scale,
                              .act_scale = act};
         for (int f = 0; f < g->n_fcs; f++)
@@ -255,8 +268,8 @@ int qv_bench_search_layer(int argc, char **argv)
         const double tfs = tflop / secs;
         if (json) {
             printf("{\"bench\":\"search-layer\",\"dims\":\"%s\",\"samples\":%lld,\"tokens\":%lld,\"grid\":%lld,"
-                   "\"points\":%lld,\"compute\":\"%s\",\"path\":\"%s\",\"threads\":%d,\"groups\":[",
-                   D->name, (long long)samples, (long long)tokens, (long long)grid, (long long)points,
+                   "\"points\":%lld,\"chunk\":%lld,\"compute\":\"%s\",\"path\":\"%s\",\"threads\":%d,\"groups\":[",
+                   D->name, (long long)samples, (long long)tokens, (long long)grid, (long long)points, (long long)chunk,
                    cdt == QV_BF16 ? "bf16" : "f32", path, omp_get_max_threads());
             for (int i = 0; i < nres; i++)
                 printf("%s{\"name\":\"%s\",\"seconds_measured\":%.3f,\"seconds\":%.3f,\"tflop\":%.3f}", i ? "," : "",
@@ -280,7 +293,9 @@ int qv_bench_search_layer(int argc, char **argv)
             free(wbuf[i]);
         free(wbf[i]);
     }
-    free(norm), free(x), free(xd), free(cap), free(vis), free(scale), free(act);
+    qv_acts_free(&x);
+    qv_acts_free(&xd);
+    free(norm), free(cap), free(vis), free(scale), free(act);
     free(m);
     return st == QV_OK ? QV_EXIT_OK : qv_cli_fail();
 }

@@ -9,8 +9,10 @@
 #   build   extract the .debs (once per set), configure against the prefix only, build   (110 s)
 #   test    the kernel, GEMM, search and bench-CLI tests through CTest                     (140 s)
 #   bench   qvlm --print-isa, bench amx-peak, bench fqgemm --sweep                          ( 90 s)
-#   search  qvlm bench search-layer at 128 x 400 tokens, InternVL2-8B dims ($QV_SEARCH_ARGS) (110 s)
-#   torch   bench/torch_search_layer.py, the same search in PyTorch ($QV_TORCH_ARGS)       (100 s)
+#   search  qvlm bench search-layer at 128 x 400 tokens, InternVL2-8B dims ($QV_SEARCH_ARGS): one
+#           sample per call (candidates prepared per grid point), then --chunk 0 (all rows per
+#           call, fake quantization on the fly) unless QV_SEARCH_FLY=0                    (150 s)
+#   torch   bench/torch_search_layer.py, the same search in PyTorch ($QV_TORCH_ARGS)       ( 90 s)
 # Environment: OUT, QV_PREFIX (/tmp/qvlm-prefix), QV_BUILD (build-device), QV_JOBS (nproc),
 # QV_TEST_REGEX, QV_BENCH_ARGS (more fqgemm options), QV_SEARCH_ARGS (--points 2), QV_TORCH_ARGS
 # (--points 2), QV_SEARCH_ONEDNN=1 (also time the search with QVLM_FQGEMM=0), QV_ISOLATE=1 (CMake
@@ -106,7 +108,7 @@ stage_build() {
 }
 
 stage_test() {
-    ctest --test-dir "$BUILD" -j"$JOBS" --output-on-failure \
+    ctest --test-dir "$BUILD" -j"$JOBS" --output-on-failure -V \
         -R "${QV_TEST_REGEX:-fqgemm|search_packed|cli_bench|test_kernels|fq_parity|matmul|llm_forward|loss}"
 }
 
@@ -120,6 +122,10 @@ stage_bench() {
 stage_search() {
     # shellcheck disable=SC2086
     "$BUILD/qvlm" bench search-layer ${QV_SEARCH_ARGS:---points 2}
+    if [ "${QV_SEARCH_FLY:-1}" = 1 ]; then
+        # shellcheck disable=SC2086
+        "$BUILD/qvlm" bench search-layer ${QV_SEARCH_ARGS:---points 2} --chunk 0
+    fi
     if [ "${QV_SEARCH_ONEDNN:-0}" = 1 ]; then
         # shellcheck disable=SC2086
         QVLM_FQGEMM=0 "$BUILD/qvlm" bench search-layer ${QV_SEARCH_ARGS:---points 2}
@@ -129,8 +135,8 @@ stage_search() {
 stage_torch() {
     # the host's own libraries for PyTorch, not the prefix's
     # shellcheck disable=SC2086
-    LD_LIBRARY_PATH=$ORIG_LD_LIBRARY_PATH PYTHONUNBUFFERED=1 "${QV_PYTHON:-python3}" bench/torch_search_layer.py --threads "$JOBS" \
-        ${QV_TORCH_ARGS:---points 2}
+    LD_LIBRARY_PATH=$ORIG_LD_LIBRARY_PATH PYTHONUNBUFFERED=1 "${QV_PYTHON:-python3}" bench/torch_search_layer.py \
+        --threads "$JOBS" ${QV_TORCH_ARGS:---points 2}
 }
 export -f stage_build stage_test stage_bench stage_search stage_torch
 
@@ -148,7 +154,7 @@ want test && { stage test 140 || ok=0; grep -E "tests passed|tests failed|\*\*\*
     "$OUT/test.log" | sort -u | tee -a "$SUM"; }
 want bench && { stage bench 90 || ok=0; grep -E "^amx-peak|^# hw check|^# AMX|^(wqkv|w1|w2|wo) |^sweep" \
     "$OUT/bench.log" | tee -a "$SUM"; }
-want search && { stage search 110 || ok=0; grep -E "^# qvlm|^group|^layer" "$OUT/search.log" | tee -a "$SUM"; }
-want torch && { stage torch 100 || ok=0; grep -E "^# torch|^group|^layer" "$OUT/torch.log" | tee -a "$SUM"; }
+want search && { stage search 150 || ok=0; grep -E "^# qvlm|^group|^layer" "$OUT/search.log" | tee -a "$SUM"; }
+want torch && { stage torch 90 || ok=0; grep -E "^# torch|^group|^layer" "$OUT/torch.log" | tee -a "$SUM"; }
 log "done ($([ $ok = 1 ] && echo 'every stage exited 0' || echo 'a stage failed or ran out of time'))"
 [ $ok = 1 ]
