@@ -11,4 +11,14 @@ int qv_bench_kernels(int argc, char **argv);
 /* `qvlm bench layer`: one decoder layer at InternLM2-7B dimensions (bench_layer.c). */
 int qv_bench_layer(int argc, char **argv);
 
+/* `qvlm bench amx-peak [--seconds S] [--json]`: the register-only AMX TDPBF16PS ceiling. */
+int qv_bench_amx_peak(int argc, char **argv);
+/* The all-thread figure of amx-peak for `threads` threads, about `seconds` per run (0 without AMX),
+ * for the other benches to state their TFLOPS as a fraction of it. */
+double qv_bench_amx_peak_tflops(int threads, double seconds);
+/* `qvlm bench fqgemm [...]`: the packed GEMM (src/nn/fqgemm.h) vs oneDNN and the AMX ceiling. */
+int qv_bench_fqgemm(int argc, char **argv);
+/* `qvlm bench search-layer [...]`: one decoder layer's MBQ scale search at real dimensions. */
+int qv_bench_search_layer(int argc, char **argv);
+
 #endif

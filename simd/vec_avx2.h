@@ -86,6 +86,25 @@ static inline qv_vnan qv_v_nan_none(void) { return _mm256_setzero_ps(); }
 static inline qv_vnan qv_v_nan_acc(qv_vnan acc, qv_vf v) { return _mm256_cmp_ps(acc, v, _CMP_UNORD_Q); }
 static inline int qv_v_nan_any(qv_vnan acc) { return _mm256_movemask_ps(acc) != 0; }
 
+/* Lanes of acc that saw a NaN, as bits (lane i = bit i). */
+static inline unsigned qv_v_nan_mask(qv_vnan acc) { return (unsigned)_mm256_movemask_ps(acc); }
+
+/* QV_VL dwords at p, each a pair of BF16 values (the packed GEMM layout, simd/gemm.h): the
+ * elements at the low halves (even k) and at the high halves (odd k), widened exactly. */
+static inline void qv_v_load_bf16_pairs(const uint32_t *p, qv_vf *even, qv_vf *odd)
+{
+    __m256i x = _mm256_loadu_si256((const __m256i *)p);
+    *even = _mm256_castsi256_ps(_mm256_slli_epi32(x, 16));
+    *odd = _mm256_castsi256_ps(_mm256_and_si256(x, _mm256_set1_epi32((int)0xffff0000u)));
+}
+/* The inverse for BF16 values (low halves zero, as qv_v_round_bf16(_nan) leaves them). */
+static inline void qv_v_store_bf16_pairs(uint32_t *p, qv_vf even, qv_vf odd)
+{
+    __m256i e = _mm256_srli_epi32(_mm256_castps_si256(even), 16);
+    __m256i o = _mm256_and_si256(_mm256_castps_si256(odd), _mm256_set1_epi32((int)0xffff0000u));
+    _mm256_storeu_si256((__m256i *)p, _mm256_or_si256(e, o));
+}
+
 /* Exact horizontal min / max of non-NaN lanes (the sign of a zero result is not specified). */
 static inline float qv_v_hmin(qv_vf v)
 {

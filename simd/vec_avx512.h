@@ -88,6 +88,25 @@ static inline qv_vnan qv_v_nan_acc(qv_vnan acc, qv_vf v)
 }
 static inline int qv_v_nan_any(qv_vnan acc) { return acc != 0; }
 
+/* Lanes of acc that saw a NaN, as bits (lane i = bit i). */
+static inline unsigned qv_v_nan_mask(qv_vnan acc) { return acc; }
+
+/* QV_VL dwords at p, each a pair of BF16 values (the packed GEMM layout, simd/gemm.h): the
+ * elements at the low halves (even k) and at the high halves (odd k), widened exactly. */
+static inline void qv_v_load_bf16_pairs(const uint32_t *p, qv_vf *even, qv_vf *odd)
+{
+    __m512i x = _mm512_loadu_si512(p);
+    *even = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
+    *odd = _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32((int)0xffff0000u)));
+}
+/* The inverse for BF16 values (low halves zero, as qv_v_round_bf16(_nan) leaves them). */
+static inline void qv_v_store_bf16_pairs(uint32_t *p, qv_vf even, qv_vf odd)
+{
+    __m512i e = _mm512_srli_epi32(_mm512_castps_si512(even), 16);
+    __m512i o = _mm512_and_si512(_mm512_castps_si512(odd), _mm512_set1_epi32((int)0xffff0000u));
+    _mm512_storeu_si512(p, _mm512_or_si512(e, o));
+}
+
 static inline float qv_v_hmin(qv_vf v)
 {
     __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); /* lanes 8..15 */

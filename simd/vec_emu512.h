@@ -62,6 +62,17 @@ static inline qv_vnan16 qv_e_nan_acc(qv_vnan16 acc, qv_vf16 v)
     return (qv_vnan16){qv_v_nan_acc(acc.lo, v.lo), qv_v_nan_acc(acc.hi, v.hi)};
 }
 static inline int qv_e_nan_any(qv_vnan16 acc) { return qv_v_nan_any(acc.lo) || qv_v_nan_any(acc.hi); }
+static inline unsigned qv_e_nan_mask(qv_vnan16 acc) { return qv_v_nan_mask(acc.lo) | qv_v_nan_mask(acc.hi) << 8; }
+static inline void qv_e_load_bf16_pairs(const uint32_t *p, qv_vf16 *even, qv_vf16 *odd)
+{
+    qv_v_load_bf16_pairs(p, &even->lo, &odd->lo);
+    qv_v_load_bf16_pairs(p + 8, &even->hi, &odd->hi);
+}
+static inline void qv_e_store_bf16_pairs(uint32_t *p, qv_vf16 even, qv_vf16 odd)
+{
+    qv_v_store_bf16_pairs(p, even.lo, odd.lo);
+    qv_v_store_bf16_pairs(p + 8, even.hi, odd.hi);
+}
 static inline float qv_e_hmin(qv_vf16 v) { return qv_v_hmin(qv_v_min(v.lo, v.hi)); }
 static inline float qv_e_hmax(qv_vf16 v) { return qv_v_hmax(qv_v_max(v.lo, v.hi)); }
 
@@ -97,6 +108,9 @@ static inline void qv_e_acc16_add(qv_vacc16 *A, qv_vacc16 *Q, qv_vf16 d, int par
 #define qv_v_nan_none qv_e_nan_none
 #define qv_v_nan_acc qv_e_nan_acc
 #define qv_v_nan_any qv_e_nan_any
+#define qv_v_nan_mask qv_e_nan_mask
+#define qv_v_load_bf16_pairs qv_e_load_bf16_pairs
+#define qv_v_store_bf16_pairs qv_e_store_bf16_pairs
 #define qv_v_hmin qv_e_hmin
 #define qv_v_hmax qv_e_hmax
 #define qv_vacc16_add qv_e_acc16_add

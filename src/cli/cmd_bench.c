@@ -16,13 +16,16 @@ static const bench_entry benches[] = {
     {"vit", qv_bench_vit, "InternViT-300M forward tiles/s at its real dimensions (random weights)"},
     {"kernels", qv_bench_kernels, "SIMD kernels vs memcpy bandwidth and vs their scalar reference"},
     {"layer", qv_bench_layer, "prefill tokens/s of one decoder layer at InternLM2-7B dimensions, vs its GEMMs alone"},
+    {"amx-peak", qv_bench_amx_peak, "register-only AMX TDPBF16PS ceiling, one thread and all threads"},
+    {"fqgemm", qv_bench_fqgemm, "packed BF16 GEMM with on-the-fly fake quantization vs oneDNN and the AMX ceiling"},
+    {"search-layer", qv_bench_search_layer, "one decoder layer's MBQ W3g128 scale search at InternVL2-8B size"},
 };
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: qvlm bench NAME [ARGS]\n\nbenchmarks:\n");
     for (size_t i = 0; i < QV_ARRAY_LEN(benches); i++)
-        fprintf(f, "  %-10s %s\n", benches[i].name, benches[i].summary);
+        fprintf(f, "  %-13s %s\n", benches[i].name, benches[i].summary);
     fprintf(f, "\n'qvlm bench NAME --help' describes one.\n");
 }
 

@@ -8,6 +8,7 @@
 #include "../../simd/simd.h"
 #include "../nn/act.h"
 #include "../nn/attention.h"
+#include "../nn/fqgemm.h"
 #include "../nn/matmul.h"
 #include "../nn/norm.h"
 #include "llm_internal.h"
@@ -96,7 +97,7 @@ qv_status qv_llm_lin_apply(const qv_llm *m, const qv_llm_weights *w, qv_llm_lin 
                            float *y, unsigned flags)
 {
     const int64_t N = qv_llm_lin_out(m, lin), K = qv_llm_lin_in(m, lin);
-    if (!w->w[lin])
+    if (!w->w[lin] && !w->packed[lin])
         return qv_fail(QV_ERR_INTERNAL, "layer weights: linear %s missing", qv_llm_lin_suffix(m, lin));
     const bool fp8 = w->fp8 && w->fp8->act[lin] != QV_FP8_ACT_NONE;
     if (w->act_bits[lin] > 0 || fp8) {
@@ -108,6 +109,12 @@ qv_status qv_llm_lin_apply(const qv_llm *m, const qv_llm_weights *w, qv_llm_lin 
         qv_status st = qv_llm_lin_apply(m, &plain, lin, T, xq, y, flags);
         qv_free(xq);
         return st;
+    }
+    if (w->packed[lin]) {
+        if (flags || qv_fqgemm_rows(w->packed[lin]) != N || qv_fqgemm_cols(w->packed[lin]) != K)
+            return qv_fail(QV_ERR_INTERNAL, "layer weights: packed %s does not fit this call",
+                           qv_llm_lin_suffix(m, lin));
+        return qv_fqgemm_f32(y, x, T, w->packed[lin], w->fq[lin], w->bias[lin]);
     }
     if (m->dt == QV_F32)
         return qv_matmul(QV_F32, T, N, K, x, K, w->w[lin], K, w->bias[lin], y, N, QV_MM_B_NK | flags);
@@ -170,7 +177,7 @@ static qv_status qkv_rope(const qv_llm *m, const qv_llm_weights *w, const qv_llm
                           float *k, float *v, float *qkv_tmp)
 {
     const int64_t T = ctx->B * ctx->L, d = m->d, H = m->H, KV = m->KV;
-    if (w->w[QV_LIN_QKV]) {
+    if (w->w[QV_LIN_QKV] || w->packed[QV_LIN_QKV]) {
         /* InternLM2: per KV head j the rows [q_{j·g} .. q_{j·g+g−1}, k_j, v_j], d each */
         const int64_t g = H / KV, W = (H + 2 * KV) * d;
         QV_TRY(qv_llm_lin_apply(m, w, QV_LIN_QKV, T, n1, qkv_tmp, 0));
@@ -217,7 +224,7 @@ static qv_status attn_forward(qv_llm *m, const qv_llm_weights *w, const qv_llm_c
                               float *out, float *o_in, float *k_cap, float *v_cap)
 {
     const int64_t T = ctx->B * ctx->L, qd = m->H * m->d, kd = m->KV * m->d;
-    const bool packed = w->w[QV_LIN_QKV] != NULL;
+    const bool packed = w->w[QV_LIN_QKV] || w->packed[QV_LIN_QKV];
     size_t n = (size_t)T * (size_t)(qd + 2 * kd + (o_in ? 0 : qd) + (packed ? qd + 2 * kd : 0));
     float *buf = qv_aligned_alloc(64, n * sizeof(float) + 64, "attention activations");
     if (!buf)
@@ -256,7 +263,11 @@ qv_status qv_llm_attn_forward(qv_llm *m, const qv_llm_weights *w, const qv_llm_c
 static qv_status mlp_chunked(qv_llm *m, const qv_llm_weights *w, int64_t T, const float *x, float *out, float *down_in,
                              unsigned flags)
 {
-    const int64_t I = m->I, C = m->C, R = QV_MIN(T, (int64_t)QV_LLM_MLP_CHUNK);
+    /* gate/up fake-quantized on the fly redo their whole weight in every call: larger chunks */
+    const int64_t chunk = w->fq[QV_LIN_GATE]
+                              ? QV_MAX((int64_t)QV_LLM_MLP_CHUNK, QV_LLM_MLP_PACKED_FLOATS / (2 * m->I))
+                              : (int64_t)QV_LLM_MLP_CHUNK;
+    const int64_t I = m->I, C = m->C, R = QV_MIN(T, chunk);
     float *buf = qv_aligned_alloc(64, (size_t)(2 * R * I) * sizeof(float) + 64, "MLP activations");
     if (!buf)
         return QV_ERR_NOMEM;

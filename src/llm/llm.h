@@ -78,6 +78,11 @@ typedef struct qv_llm_weights {
     uint8_t act_div;
     qv_dtype act_dt;
     const qv_llm_fp8 *fp8;                   /* FP8 activations / KV cache (borrowed), or NULL */
+    /* Packed BF16 GEMM (src/nn/fqgemm.h; the scale search in BF16 compute): when packed[l] is set,
+     * linear l runs on it instead of oneDNN (its input rounded to BF16), with the weight
+     * fake-quantized on the fly by fq[l] when that is set too; w[l] is then not read. */
+    const struct qv_fqgemm_w *packed[QV_LIN_COUNT];
+    const struct qv_fqgemm_q *fq[QV_LIN_COUNT];
 } qv_llm_weights;
 
 /* A loaded layer: its weights plus the storage backing them. Release with qv_llm_layer_release. */

@@ -8,6 +8,10 @@
 
 /* Rows per chunk of the token-chunked MLP (bounds its scratch to MLP_CHUNK·(2I + C) floats). */
 #define QV_LLM_MLP_CHUNK 512
+/* With gate/up fake-quantized on the fly (qv_llm_weights.fq) the chunk grows to this many floats
+ * of gate and up activations (2^28 floats = 1 GiB): each call fake-quantizes the whole weight
+ * once, so the rows per call set that cost's share (a few % at 8B dimensions, 9362 rows). */
+#define QV_LLM_MLP_PACKED_FLOATS ((int64_t)1 << 28)
 
 /* y [T, N] (+)= x [T, K] · W[lin]ᵀ (+ bias); BF16 mode rounds x to BF16 first. flags: QV_MM_ACCUMULATE. */
 qv_status qv_llm_lin_apply(const qv_llm *m, const qv_llm_weights *w, qv_llm_lin lin, int64_t T, const float *x,

@@ -8,13 +8,25 @@
  * the runner (oneDNN), the difference to the FP output reduced per token row by the simd loss
  * kernel and summed in row order. Loop over k is sequential; everything inside is parallel over
  * disjoint outputs, so the losses do not depend on the thread count. Memory: two [T, C'] outputs
- * in T, one candidate copy of the fcs' weights, and (W-A) the scaled input [T, ci]. */
+ * in T, one candidate copy of the fcs' weights, and (W-A) the scaled input [T, ci].
+ *
+ * Packed path (BF16 compute on a host with AMX or AVX-512-BF16, src/nn/fqgemm.h): the inspect
+ * module's linears are packed once per group and run on the tile kernels; the reference output
+ * Y0 uses them unquantized. The fcs' candidates come from s_k in one of two ways: when a chunk
+ * holds at least QVLM_FQGEMM_FLY_ROWS rows (default 8192) the GEMM fake-quantizes each
+ * thread's panel on the fly in every call (no candidate copy); with smaller chunks (one sample
+ * at a time, the default of the driver) the whole candidate is fake-quantized once per grid point
+ * into a packed copy (the memory the oneDNN path's candidate copy takes) and every chunk runs
+ * the plain GEMM on it, since per-call fake quantization would then cost more than the GEMM.
+ * QVLM_FQGEMM=0 turns the packed path off; F32 compute never takes it, except under
+ * QVLM_FQGEMM=emu-amx (tests: the emulated AMX set, any compute dtype, BF16 reference T). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../simd/fp.h"
 #include "../core/comm.h"
+#include "../nn/fqgemm.h"
 #include "quant.h"
 
 /* The inspect module on rows [b0·L, (b0+nb)·L) of the batch: x [nb·L, ci] -> y [nb·L, cout]. */
@@ -69,6 +81,71 @@ static double group_loss(const qv_group_search *s, const double *tot, int64_t co
     return (mae ? tot[LS_ALL_ABS] : tot[LS_ALL_SQ]) / (tot[LS_ALL_N] * c);
 }
 
+/* ---- the packed path -------------------------------------------------------------------------- */
+
+/* The linears the inspect module runs (attention: q/k/v or wqkv and o; MLP: gate, up, down). */
+static int inspect_lins(const qv_llm *m, const qv_scale_group *g, qv_llm_lin out[4])
+{
+    int n = 0;
+    switch (g->inspect) {
+    case QV_INSPECT_ATTN:
+        if (qv_llm_has_lin(m, QV_LIN_QKV))
+            out[n++] = QV_LIN_QKV;
+        else
+            out[n++] = QV_LIN_Q, out[n++] = QV_LIN_K, out[n++] = QV_LIN_V;
+        out[n++] = QV_LIN_O;
+        break;
+    case QV_INSPECT_MLP: out[n++] = QV_LIN_GATE, out[n++] = QV_LIN_UP, out[n++] = QV_LIN_DOWN; break;
+    case QV_INSPECT_LINEAR: out[n++] = g->inspect_lin; break;
+    }
+    return n;
+}
+
+/* The kernel set of the packed path, or NULL for the oneDNN path. */
+static const qv_gemm_kernels *packed_kernels(const qv_group_search *s, const qv_fq *wq)
+{
+    const char *e = getenv("QVLM_FQGEMM");
+    const qv_gemm_kernels *k = NULL;
+    if (s->o->T != QV_BF16 || (e && !strcmp(e, "0")))
+        return NULL;
+    if (e && !strcmp(e, "emu-amx"))
+        k = qv_gemm_kernels_get(QV_GEMM_EMU_AMX);
+    else if (s->m->dt == QV_BF16)
+        k = qv_gemm_kernels_active();
+    qv_llm_lin l[4];
+    const int n = inspect_lins(s->m, s->g, l);
+    for (int i = 0; i < n && k; i++)
+        if (!s->w->w[l[i]] || !qv_fqgemm_supports(qv_llm_lin_in(s->m, l[i]), wq))
+            k = NULL;
+    return k;
+}
+
+/* Packs linear l of the inspect module: the fcs from fc_w (what their candidates start from),
+ * the others from the layer view, rounded to BF16 when the compute dtype is F32 (test hook). */
+static qv_status pack_lin(const qv_group_search *s, const qv_gemm_kernels *k, qv_llm_lin l, qv_fqgemm_w **out)
+{
+    const int64_t N = qv_llm_lin_out(s->m, l), K = qv_llm_lin_in(s->m, l);
+    for (int f = 0; f < s->g->n_fcs; f++)
+        if (s->g->fcs[f] == l)
+            return qv_fqgemm_pack(k, s->fc_w[f], N, K, out);
+    if (s->m->dt == QV_BF16)
+        return qv_fqgemm_pack(k, s->w->w[l], N, K, out);
+    uint16_t *b = qv_malloc((size_t)(N * K) * sizeof *b, "search: BF16 weight");
+    if (!b)
+        return QV_ERR_NOMEM;
+    qv_kernels()->f32_to_bf16(b, s->w->w[l], (size_t)(N * K));
+    qv_status st = qv_fqgemm_pack(k, b, N, K, out);
+    qv_free(b);
+    return st;
+}
+
+/* Rows per inspect call from which the GEMM fake-quantizes on the fly (QVLM_FQGEMM_FLY_ROWS). */
+static int64_t fly_rows(void)
+{
+    const char *e = getenv("QVLM_FQGEMM_FLY_ROWS");
+    return e && *e ? strtoll(e, NULL, 10) : 8192;
+}
+
 qv_status qv_search_group(qv_group_search *s)
 {
     qv_llm *m = s->m;
@@ -97,6 +174,11 @@ qv_status qv_search_group(qv_group_search *s)
     if (why)
         return qv_fail(QV_ERR_INVALID, "%s: %s", qv_llm_lin_suffix(m, g->fcs[0]), why);
 
+    const qv_gemm_kernels *pkk = packed_kernels(s, &wq);
+    const bool packed = pkk != NULL, fly = packed && crow >= fly_rows();
+    qv_fqgemm_w *pk[QV_LIN_COUNT] = {0}, *pq[3] = {0}; /* packed linears; prepared candidates */
+    qv_fqgemm_q fq = {.mode = mode, .p = wq};
+    qv_llm_weights w0 = *s->w; /* the reference forward's view */
     qv_status st = QV_OK;
     qv_acts y0 = {0}, yc = {0};
     void *s_T = NULL, *cand[3] = {0};
@@ -115,7 +197,18 @@ qv_status qv_search_group(qv_group_search *s)
         st = QV_ERR_NOMEM;
         goto done;
     }
-    for (int f = 0; f < g->n_fcs; f++) {
+    if (packed) {
+        qv_llm_lin l[4];
+        const int n = inspect_lins(m, g, l);
+        for (int i = 0; i < n; i++) {
+            QV_CHECK(st = pack_lin(s, pkk, l[i], &pk[l[i]]), done);
+            w0.packed[l[i]] = pk[l[i]];
+        }
+        for (int f = 0; f < g->n_fcs && !fly; f++)
+            QV_CHECK(st = qv_fqgemm_alloc_like(pk[g->fcs[f]], &pq[f]), done);
+        fq.s = s_T;
+    }
+    for (int f = 0; f < g->n_fcs && !packed; f++) {
         int64_t co = qv_llm_lin_out(m, g->fcs[f]);
         cand[f] = qv_aligned_alloc(64, (size_t)(co * ci) * ces, "search: candidate weights");
         if (!cand[f]) {
@@ -129,7 +222,7 @@ qv_status qv_search_group(qv_group_search *s)
     for (int64_t b0 = 0; b0 < B; b0 += chunk) {
         const int64_t nb = QV_MIN(chunk, B - b0), r0 = b0 * L, nr = nb * L;
         qv_acts_get(s->x, r0, nr, xin);
-        QV_CHECK(st = run_inspect(s, s->w, b0, nb, xin, y), done);
+        QV_CHECK(st = run_inspect(s, &w0, b0, nb, xin, y), done);
         qv_acts_put(&y0, r0, nr, y);
     }
 
@@ -141,16 +234,23 @@ qv_status qv_search_group(qv_group_search *s)
             memcpy(s_T, sk, (size_t)ci * sizeof(float));
         else
             (Td == QV_BF16 ? k->f32_to_bf16 : k->f32_to_f16)(s_T, sk, (size_t)ci);
-        qv_llm_weights cw = *s->w;
+        qv_llm_weights cw = w0;
         for (int f = 0; f < g->n_fcs; f++) {
             const int64_t co = qv_llm_lin_out(m, g->fcs[f]);
             const int64_t rb = 16;
+            if (fly) { /* fake-quantized inside every GEMM call from s_T */
+                cw.fq[g->fcs[f]] = &fq;
+            } else if (packed) { /* fake-quantized once, into the packed candidate */
+                QV_CHECK(st = qv_fqgemm_prepare(pq[f], pk[g->fcs[f]], &fq), done);
+                cw.packed[g->fcs[f]] = pq[f];
+            } else {
 #pragma omp parallel for schedule(static)
-            for (int64_t q0 = 0; q0 < co; q0 += rb)
-                k->fq_rows((char *)cand[f] + (size_t)(q0 * ci) * qv_dtype_size(out_dt), out_dt,
-                           (const char *)s->fc_w[f] + (size_t)(q0 * ci) * tes, Td, s_T, mode, QV_MIN(rb, co - q0), ci,
-                           &wq);
-            cw.w[g->fcs[f]] = cand[f];
+                for (int64_t q0 = 0; q0 < co; q0 += rb)
+                    k->fq_rows((char *)cand[f] + (size_t)(q0 * ci) * qv_dtype_size(out_dt), out_dt,
+                               (const char *)s->fc_w[f] + (size_t)(q0 * ci) * tes, Td, s_T, mode,
+                               QV_MIN(rb, co - q0), ci, &wq);
+                cw.w[g->fcs[f]] = cand[f];
+            }
             if (o->wa) {
                 cw.act_bits[g->fcs[f]] = (int8_t)o->a_bit;
                 cw.act_div = (uint8_t)o->division;
@@ -200,7 +300,11 @@ done:
     qv_free(row_abs);
     qv_free(row_sq);
     qv_free(part);
-    for (int f = 0; f < 3; f++)
+    for (int f = 0; f < 3; f++) {
         qv_free(cand[f]);
+        qv_fqgemm_free(pq[f]);
+    }
+    for (int l = 0; l < QV_LIN_COUNT; l++)
+        qv_fqgemm_free(pk[l]);
     return st;
 }
