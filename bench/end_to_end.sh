@@ -87,7 +87,7 @@ EOF
 rm -rf "$OUTDIR"
 t0=$(date +%s.%N)
 # shellcheck disable=SC2086
-$LAUNCH "$QVLM" quantize "$CFG" -o "$OUTDIR" --quiet
+$LAUNCH "$QVLM" quantize "$CFG" -o "$OUTDIR"
 WALL=$(calc "$(date +%s.%N) - $t0")
 T="$OUTDIR/timings.json"
 num() { sed -n "s/.*\"$1\": *\([0-9.e+-]*\).*/\1/p" "$T" | head -1; }

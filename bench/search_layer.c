@@ -201,7 +201,7 @@ int qv_bench_search_layer(int argc, char **argv)
                        .division = QV_FQ_DIV_CUDA, .n_grid = (int)points, .loss_mode = QV_LOSS_MODE_MAE,
                        .reweight = true, .T = QV_BF16};
     const char *env = getenv("QVLM_FQGEMM"), *fly_env = getenv("QVLM_FQGEMM_FLY_ROWS");
-    const bool packed = cdt == QV_BF16 && qv_fqgemm_native() && !(env && !strcmp(env, "0"));
+    const bool packed = cdt == QV_BF16 && qv_fqgemm_native() && env && *env && strcmp(env, "0");
     const bool fly = chunk * tokens >= (fly_env && *fly_env ? strtoll(fly_env, NULL, 10) : 8192);
     char path[64];
     const char *engine = packed ? qv_gemm_kernels_active()->name : cdt == QV_BF16 ? "onednn-bf16" : "onednn-f32";

@@ -9,13 +9,22 @@
 #   build   extract the .debs (once per set), configure against the prefix only, build   (110 s)
 #   test    the kernel, GEMM, search and bench-CLI tests through CTest                     (140 s)
 #   bench   qvlm --print-isa, bench amx-peak, bench fqgemm --sweep                          ( 90 s)
-#   search  qvlm bench search-layer at 128 x 400 tokens, InternVL2-8B dims ($QV_SEARCH_ARGS): one
-#           sample per call (candidates prepared per grid point), then --chunk 0 (all rows per
-#           call, fake quantization on the fly) unless QV_SEARCH_FLY=0                    (150 s)
+#   search  qvlm bench search-layer at 128 x 400 tokens, InternVL2-8B dims ($QV_SEARCH_ARGS): the
+#           default oneDNN path, then the packed kernels (QVLM_FQGEMM=1) one sample per call
+#           (candidates prepared per grid point) and --chunk 0 (all rows per call, fake
+#           quantization on the fly) unless QV_SEARCH_FLY=0                                (220 s)
 #   torch   bench/torch_search_layer.py, the same search in PyTorch ($QV_TORCH_ARGS)       ( 90 s)
+#   kernels qvlm bench kernels (every kernel set: scalar, AVX2, AVX-512) at the real shapes   ( 60 s)
+#   export  scripts/check_export.py: every export format read back by torch / transformers  ( 90 s)
+#   e2e     bench/end_to_end.sh: synthetic InternVL2-8B, $QV_E2E_LAYERS (1) LLM layer(s),
+#           $QV_E2E_SAMPLES (128) samples, MBQ W3g128 reweight, phases and peak RSS       (420 s)
+#   mpi     Open MPI from the same .debs, an -DQVLM_MPI=ON build (build-device-mpi), then
+#           bench/end_to_end.sh at ranks x threads = 1x16, 2x8, 4x4 ($QV_MPI_SAMPLES (32)
+#           samples, 1 layer): search time, scaling, per-rank RSS and communication share  (420 s)
+# Not in "all" (each takes most of a device call): e2e, mpi. Name them.
 # Environment: OUT, QV_PREFIX (/tmp/qvlm-prefix), QV_BUILD (build-device), QV_JOBS (nproc),
 # QV_TEST_REGEX, QV_BENCH_ARGS (more fqgemm options), QV_SEARCH_ARGS (--points 2), QV_TORCH_ARGS
-# (--points 2), QV_SEARCH_ONEDNN=1 (also time the search with QVLM_FQGEMM=0), QV_ISOLATE=1 (CMake
+# (--points 2), QV_ISOLATE=1 (CMake
 # finds packages under the prefix only: for checking the script on a host that has the -dev
 # packages installed), QV_LIMIT_SCALE (multiplies every stage's time limit; default 1).
 # QV_PYTHON (python3) runs the torch stage.
@@ -120,15 +129,15 @@ stage_bench() {
 }
 
 stage_search() {
+    # the default (oneDNN) path, then the packed kernels (QVLM_FQGEMM=1) prepared per grid point
+    # and, unless QV_SEARCH_FLY=0, fake-quantized on the fly (--chunk 0)
     # shellcheck disable=SC2086
     "$BUILD/qvlm" bench search-layer ${QV_SEARCH_ARGS:---points 2}
+    # shellcheck disable=SC2086
+    QVLM_FQGEMM=1 "$BUILD/qvlm" bench search-layer ${QV_SEARCH_ARGS:---points 2}
     if [ "${QV_SEARCH_FLY:-1}" = 1 ]; then
         # shellcheck disable=SC2086
-        "$BUILD/qvlm" bench search-layer ${QV_SEARCH_ARGS:---points 2} --chunk 0
-    fi
-    if [ "${QV_SEARCH_ONEDNN:-0}" = 1 ]; then
-        # shellcheck disable=SC2086
-        QVLM_FQGEMM=0 "$BUILD/qvlm" bench search-layer ${QV_SEARCH_ARGS:---points 2}
+        QVLM_FQGEMM=1 "$BUILD/qvlm" bench search-layer ${QV_SEARCH_ARGS:---points 2} --chunk 0
     fi
 }
 
@@ -138,7 +147,41 @@ stage_torch() {
     LD_LIBRARY_PATH=$ORIG_LD_LIBRARY_PATH PYTHONUNBUFFERED=1 "${QV_PYTHON:-python3}" bench/torch_search_layer.py \
         --threads "$JOBS" ${QV_TORCH_ARGS:---points 2}
 }
-export -f stage_build stage_test stage_bench stage_search stage_torch
+stage_kernels() {
+    "$BUILD/qvlm" bench kernels ${QV_KERNELS_ARGS:-}
+}
+
+stage_export() {
+    LD_LIBRARY_PATH=$ORIG_LD_LIBRARY_PATH PYTHONUNBUFFERED=1 "${QV_PYTHON:-python3}" scripts/check_export.py \
+        --qvlm "$BUILD/qvlm" --fixtures tests/fixtures --work /tmp/qvlm-check-export
+}
+
+stage_e2e() {
+    bench/end_to_end.sh --qvlm "$BUILD/qvlm" --layers "${QV_E2E_LAYERS:-1}" --samples "${QV_E2E_SAMPLES:-128}" \
+        --work /tmp/qvlm-e2e
+}
+
+stage_mpi() {
+    set -e
+    local R=$PREFIX/usr ml=$PREFIX/usr/lib/x86_64-linux-gnu/openmpi
+    export OPAL_PREFIX=$R PATH=$R/bin:$PATH LD_LIBRARY_PATH=$ml/lib:$LD_LIBRARY_PATH
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    cmake -S . -B build-device-mpi -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX/usr" \
+        -DPKG_CONFIG_EXECUTABLE="$PKGCONF" -DCMAKE_C_FLAGS="-I$PREFIX/usr/include/x86_64-linux-gnu" \
+        -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$LIB:$LIB2:$ml/lib" -DQVLM_BUILD_TESTS=OFF -DQVLM_MPI=ON \
+        -DMPI_C_COMPILER=/nonexistent -DMPI_C_HEADER_DIR="$ml/include" -DMPI_C_LIB_NAMES=mpi \
+        -DMPI_mpi_LIBRARY="$ml/lib/libmpi.so" \
+        -DOpenCL_INCLUDE_DIR="$PREFIX/usr/include" -DOpenCL_LIBRARY="$LIB/libOpenCL.so" >/dev/null
+    cmake --build build-device-mpi -j"$JOBS" --target qvlm >/dev/null
+    local n=$(nproc) p
+    for p in ${QV_MPI_RANKS:-1 2 4}; do
+        bench/end_to_end.sh --qvlm build-device-mpi/qvlm --layers 1 --samples "${QV_MPI_SAMPLES:-32}" \
+            --work /tmp/qvlm-e2e --tag "np$p" \
+            --launcher "orterun -np $p --bind-to none -x OMP_NUM_THREADS=$((n / p)) -x LD_LIBRARY_PATH -x OPAL_PREFIX -x PATH"
+        cat "/tmp/qvlm-e2e/run-internvl2-8b-1l-mbq-${QV_MPI_SAMPLES:-32}-np$p/timings.json"
+    done
+}
+export -f stage_build stage_test stage_bench stage_search stage_torch stage_kernels stage_export stage_e2e stage_mpi
 
 # ---- run -------------------------------------------------------------------------------------------
 
@@ -154,7 +197,14 @@ want test && { stage test 140 || ok=0; grep -E "tests passed|tests failed|\*\*\*
     "$OUT/test.log" | sort -u | tee -a "$SUM"; }
 want bench && { stage bench 90 || ok=0; grep -E "^amx-peak|^# hw check|^# AMX|^(wqkv|w1|w2|wo) |^sweep" \
     "$OUT/bench.log" | tee -a "$SUM"; }
-want search && { stage search 150 || ok=0; grep -E "^# qvlm|^group|^layer" "$OUT/search.log" | tee -a "$SUM"; }
+want search && { stage search 220 || ok=0; grep -E "^# qvlm|^group|^layer" "$OUT/search.log" | tee -a "$SUM"; }
 want torch && { stage torch 90 || ok=0; grep -E "^# torch|^group|^layer" "$OUT/torch.log" | tee -a "$SUM"; }
+want kernels && { stage kernels 60 || ok=0; grep -E "^fq_|^loss|^absmean|^memcpy|^#" "$OUT/kernels.log" | head -60 \
+    | tee -a "$SUM"; }
+want export && { stage export 90 || ok=0; grep -E "^(PASS|FAIL|SKIP)" "$OUT/export.log" | tee -a "$SUM"; }
+case "$STAGES" in *" e2e "*) stage e2e 420 || ok=0; grep -E "^#|^calib|^peak|^search|^synth|^\{" "$OUT/e2e.log" \
+    | tee -a "$SUM" ;; esac
+case "$STAGES" in *" mpi "*) stage mpi 420 || ok=0; grep -E "^#|^calib|^peak|^search|^\{" "$OUT/mpi.log" \
+    | tee -a "$SUM" ;; esac
 log "done ($([ $ok = 1 ] && echo 'every stage exited 0' || echo 'a stage failed or ran out of time'))"
 [ $ok = 1 ]

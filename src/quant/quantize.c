@@ -760,8 +760,9 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
 
 timings:;
     /* per-rank phase times (the communication share included), gathered in rank order */
-    enum { TW = 6 };
-    double mine[TW] = {r.t_calib, r.t_grad, r.t_search, r.t_eval, now_s() - t0, comm->seconds};
+    enum { TW = 7 };
+    qv_mem_sample(&r.mem);
+    double mine[TW] = {r.t_calib, r.t_grad, r.t_search, r.t_eval, now_s() - t0, comm->seconds, (double)r.mem.anon};
     double *all = qv_malloc((size_t)(comm->size * TW) * sizeof *all, "timings");
     if (!all) {
         st = QV_ERR_NOMEM;
@@ -779,8 +780,8 @@ timings:;
         for (int k = 0; k < comm->size; k++) {
             const double *v = all + k * TW;
             qv_sb_printf(&tj, "%s{\"rank\": %d, \"calibration\": %.3f, \"gradients\": %.3f, \"search\": %.3f, "
-                              "\"eval\": %.3f, \"total\": %.3f, \"communication\": %.3f}",
-                         k ? ", " : "", k, v[0], v[1], v[2], v[3], v[4], v[5]);
+                              "\"eval\": %.3f, \"total\": %.3f, \"communication\": %.3f, \"peak_rss_anon_bytes\": %.0f}",
+                         k ? ", " : "", k, v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
         }
         qv_sb_puts(&tj, "]}\n");
         st = write_json_file(r.dir, "timings.json", &tj);

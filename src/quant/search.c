@@ -18,7 +18,8 @@
  * at a time, the default of the driver) the whole candidate is fake-quantized once per grid point
  * into a packed copy (the memory the oneDNN path's candidate copy takes) and every chunk runs
  * the plain GEMM on it, since per-call fake quantization would then cost more than the GEMM.
- * QVLM_FQGEMM=0 turns the packed path off; F32 compute never takes it, except under
+ * The packed path is opt-in (QVLM_FQGEMM=1): measured on the AMX Xeon it is slower than oneDNN's
+ * own AMX brgemm (bench/README.md, search-layer). F32 compute never takes it, except under
  * QVLM_FQGEMM=emu-amx (tests: the emulated AMX set, any compute dtype, BF16 reference T). */
 #include <math.h>
 #include <stdlib.h>
@@ -106,9 +107,11 @@ static const qv_gemm_kernels *packed_kernels(const qv_group_search *s, const qv_
 {
     const char *e = getenv("QVLM_FQGEMM");
     const qv_gemm_kernels *k = NULL;
-    if (s->o->T != QV_BF16 || (e && !strcmp(e, "0")))
+    /* opt-in: on the AMX Xeon oneDNN 2.6's brgemm ran the InternVL2-8B layer search in 236 s,
+     * the packed kernels in 258 s (on the fly) and 281 s (prepared) (bench/README.md) */
+    if (s->o->T != QV_BF16 || !e || !*e || !strcmp(e, "0"))
         return NULL;
-    if (e && !strcmp(e, "emu-amx"))
+    if (!strcmp(e, "emu-amx"))
         k = qv_gemm_kernels_get(QV_GEMM_EMU_AMX);
     else if (s->m->dt == QV_BF16)
         k = qv_gemm_kernels_active();
