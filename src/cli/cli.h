@@ -65,5 +65,6 @@ void qv_cli_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Command entry points (one file each under src/cli; bench commands under bench/). */
 int qv_cmd_inspect(int argc, char **argv);
 int qv_cmd_tokenize(int argc, char **argv);
+int qv_cmd_preprocess(int argc, char **argv);
 
 #endif

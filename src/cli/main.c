@@ -14,6 +14,7 @@ typedef struct cmd_entry {
 static const cmd_entry commands[] = {
     {"inspect", qv_cmd_inspect, "architecture, parts, parameter counts, dtypes and shards of a model"},
     {"tokenize", qv_cmd_tokenize, "token ids of a text (--chat: in the model's chat template)"},
+    {"preprocess", qv_cmd_preprocess, "the model's image preprocessing of one image (pixel_values, tiles)"},
 };
 
 static void usage(FILE *f)
