@@ -254,16 +254,37 @@ static qv_status parse_qwen2vl_vision(const qv_json *v, const char *file, qv_vis
 qv_status qv_model_config_load(const char *path, qv_model_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
+    char *file = qv_is_dir(path) ? qv_path_join(path, "config.json") : qv_strdup(path);
+    if (!file)
+        return QV_ERR_NOMEM;
+    char *text = NULL;
+    size_t len = 0;
+    qv_status st = QV_OK;
+    if (!qv_path_exists(file))
+        st = qv_fail(QV_ERR_IO, "%s: missing (a model folder needs config.json)", file);
+    else
+        st = qv_read_file(file, QV_JSON_MAX_FILE, &text, &len);
+    if (st == QV_OK)
+        st = qv_model_config_parse(text, len, file, cfg);
+    qv_free(text);
+    qv_free(file);
+    return st;
+}
+
+qv_status qv_model_config_parse(const char *text, size_t len, const char *path, qv_model_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
     cfg->image_token_id = cfg->vision_start_id = cfg->vision_end_id = -1;
-    cfg->path = qv_is_dir(path) ? qv_path_join(path, "config.json") : qv_strdup(path);
-    if (!cfg->path)
+    if (!(cfg->path = qv_strdup(path)))
         return QV_ERR_NOMEM;
     const char *file = cfg->path;
-    if (!qv_path_exists(file))
-        return qv_fail(QV_ERR_IO, "%s: missing (a model folder needs config.json)", file);
     qv_json *root;
-    QV_TRY(qv_json_load_file(file, 0, &root));
-    qv_status st = QV_OK;
+    qv_status st = qv_json_parse(text, len, file, 0, &root);
+    if (st != QV_OK) {
+        qv_free(cfg->path);
+        cfg->path = NULL;
+        return st;
+    }
     if (!qv_json_is_type(root, json_type_object)) {
         st = qv_fail(QV_ERR_FORMAT, "%s: not a JSON object", file);
         goto done;

@@ -94,8 +94,10 @@ typedef struct qv_model_config {
     int64_t image_token_id, vision_start_id, vision_end_id;
 } qv_model_config;
 
-/* Reads <dir>/config.json (or a config.json path). */
+/* Reads <dir>/config.json (or a config.json path). On failure nothing needs freeing. */
 qv_status qv_model_config_load(const char *path, qv_model_config *cfg);
+/* The same from memory; `path` names the file in errors and is kept in cfg->path. */
+qv_status qv_model_config_parse(const char *text, size_t len, const char *path, qv_model_config *cfg);
 void qv_model_config_free(qv_model_config *cfg);
 const char *qv_family_name(qv_family_id f);
 const char *qv_decoder_name(qv_decoder_kind k);

@@ -23,7 +23,8 @@ double qt_max_rel(const float *a, const float *b, size_t n);
 char *qt_tmpdir(void);
 
 /* Runs `qvlm <args>` through /bin/sh with stdout and stderr captured (both NUL-terminated,
- * caller frees). Returns the exit status, or -1 when the process died by a signal. */
+ * caller frees; either may be NULL). Returns the exit status, or -1 when the process died by a
+ * signal. A sanitizer report from the child fails the calling test. */
 int qt_run_cli(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Number of lines in s (a final line without newline counts). */
 int qt_count_lines(const char *s);
