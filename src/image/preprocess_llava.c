@@ -116,6 +116,14 @@ qv_status qv_llava_prep_load(qv_llava_prep *p, const char *config_path)
     qv_llava_prep_default(p);
     qv_json *root = NULL;
     QV_TRY(qv_json_load_file(config_path, 0, &root));
+    qv_status st = qv_llava_prep_from_json(p, root, config_path);
+    qv_json_free(root);
+    return st;
+}
+
+qv_status qv_llava_prep_from_json(qv_llava_prep *p, const qv_json *root, const char *config_path)
+{
+    qv_llava_prep_default(p);
     qv_status st = QV_OK;
     qv_json *pp = qv_json_get(root, "image_grid_pinpoints");
     if (qv_json_is_type(pp, json_type_string)) {
@@ -135,7 +143,6 @@ qv_status qv_llava_prep_load(qv_llava_prep *p, const char *config_path)
     } else if (pp && !qv_json_is_type(pp, json_type_null)) {
         st = qv_fail(QV_ERR_INVALID, "%s: image_grid_pinpoints: expected a list or a range string", config_path);
     }
-    qv_json_free(root);
     return st;
 }
 

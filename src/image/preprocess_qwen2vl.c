@@ -68,8 +68,18 @@ qv_status qv_qwen2vl_prep_load(qv_qwen2vl_prep *p, const char *model_dir)
         return QV_OK;
     }
     qv_json *root = NULL;
+    qv_status st = qv_json_load_file(path, 0, &root);
+    if (st == QV_OK)
+        st = qv_qwen2vl_prep_from_json(p, root, path);
+    qv_json_free(root);
+    qv_free(path);
+    return st;
+}
+
+qv_status qv_qwen2vl_prep_from_json(qv_qwen2vl_prep *p, const qv_json *root, const char *path)
+{
+    qv_qwen2vl_prep_default(p);
     qv_status st;
-    QV_CHECK(st = qv_json_load_file(path, 0, &root), done);
     qv_json *size = qv_json_get(root, "size");
     if (qv_json_is_type(size, json_type_object)) {
         QV_CHECK(st = qv_json_int_opt(size, "shortest_edge", path, &p->min_pixels), done);
@@ -93,8 +103,6 @@ qv_status qv_qwen2vl_prep_load(qv_qwen2vl_prep *p, const char *model_dir)
     QV_CHECK(st = read_triple(root, "image_std", path, p->std), done);
     st = check_prep(p, path);
 done:
-    qv_json_free(root);
-    qv_free(path);
     return st;
 }
 

@@ -48,18 +48,43 @@ static const char *first_arch(const qv_json *obj)
     return qv_json_is_type(s, json_type_string) ? json_object_get_string(s) : NULL;
 }
 
-/* Positive integer field; `ctx` is the key path prefix for errors ("llm_config."). */
-static qv_status pos_int(const qv_json *o, const char *key, const char *file, const char *ctx, int64_t *out)
+/* Integer field in [lo, hi]; `ctx` is the key path prefix for errors ("llm_config."). The
+ * caps of config.h keep every later size computation in range, so an out-of-range dimension
+ * is refused here, with the key, rather than overflowing somewhere else. */
+static qv_status int_in(const qv_json *o, const char *key, const char *file, const char *ctx, int64_t lo, int64_t hi,
+                        bool required, int64_t *out)
 {
-    char full[96];
-    snprintf(full, sizeof full, "%s%s", ctx, key);
     qv_json *v = qv_json_get(o, key);
-    if (!v || qv_json_is_type(v, json_type_null))
-        return qv_fail(QV_ERR_INVALID, "%s: missing field \"%s\"", file, full);
-    if (!qv_json_as_int(v, out))
-        return qv_fail(QV_ERR_INVALID, "%s: field \"%s\": expected an integer", file, full);
-    if (*out <= 0 || *out > ((int64_t)1 << 40))
-        return qv_fail(QV_ERR_INVALID, "%s: field \"%s\": %lld is out of range", file, full, (long long)*out);
+    if (!v || qv_json_is_type(v, json_type_null)) {
+        if (required)
+            return qv_fail(QV_ERR_INVALID, "%s: missing field \"%s%s\"", file, ctx, key);
+        return QV_OK;
+    }
+    int64_t x;
+    if (!qv_json_as_int(v, &x))
+        return qv_fail(QV_ERR_INVALID, "%s: field \"%s%s\": expected an integer", file, ctx, key);
+    if (x < lo || x > hi)
+        return qv_fail(QV_ERR_INVALID, "%s: field \"%s%s\": %lld is out of range (%lld..%lld)", file, ctx, key,
+                       (long long)x, (long long)lo, (long long)hi);
+    *out = x;
+    return QV_OK;
+}
+
+/* Required positive integer at most hi. */
+static qv_status pos_int(const qv_json *o, const char *key, const char *file, const char *ctx, int64_t hi,
+                         int64_t *out)
+{
+    return int_in(o, key, file, ctx, 1, hi, true, out);
+}
+
+/* Optional positive finite number (epsilons, rope theta and factor). */
+static qv_status pos_num(const qv_json *o, const char *key, const char *file, const char *ctx, double *out)
+{
+    double x = *out;
+    QV_TRY(qv_json_num_opt(o, key, file, &x));
+    if (!(x > 0 && x < 1e300))
+        return qv_fail(QV_ERR_INVALID, "%s: field \"%s%s\": %g is not a positive finite number", file, ctx, key, x);
+    *out = x;
     return QV_OK;
 }
 
@@ -81,11 +106,11 @@ static qv_status parse_rope(const qv_json *o, const char *file, qv_llm_config *c
     c->rope_theta = 10000.0;
     c->rope_kind = QV_ROPE_DEFAULT;
     c->rope_factor = 1.0;
-    QV_TRY(qv_json_num_opt(o, "rope_theta", file, &c->rope_theta));
+    QV_TRY(pos_num(o, "rope_theta", file, "", &c->rope_theta));
     qv_json *rs = qv_json_get(o, "rope_scaling");
     qv_json *rp = qv_json_get(o, "rope_parameters"); /* transformers 5 */
     if (qv_json_is_type(rp, json_type_object)) {
-        QV_TRY(qv_json_num_opt(rp, "rope_theta", file, &c->rope_theta));
+        QV_TRY(pos_num(rp, "rope_theta", file, "rope_parameters.", &c->rope_theta));
         if (!rs || qv_json_is_type(rs, json_type_null))
             rs = rp;
     }
@@ -97,7 +122,7 @@ static qv_status parse_rope(const qv_json *o, const char *file, qv_llm_config *c
     QV_TRY(qv_json_str_opt(rs, "rope_type", file, &type));
     if (!type)
         QV_TRY(qv_json_str_opt(rs, "type", file, &type));
-    QV_TRY(qv_json_num_opt(rs, "factor", file, &c->rope_factor));
+    QV_TRY(pos_num(rs, "factor", file, "rope_scaling.", &c->rope_factor));
     if (!type || !strcmp(type, "default")) {
         c->rope_kind = QV_ROPE_DEFAULT;
     } else if (!strcmp(type, "dynamic")) {
@@ -149,31 +174,32 @@ static qv_status parse_llm(const qv_json *o, const char *file, const char *ctx, 
         return qv_fail(QV_ERR_UNSUPPORTED, "%s: language model architecture \"%s\" is not supported "
                        "(Qwen2ForCausalLM, InternLM2ForCausalLM, LlamaForCausalLM)", file, arch);
     }
-    QV_TRY(pos_int(o, "hidden_size", file, ctx, &c->hidden));
-    QV_TRY(pos_int(o, "num_hidden_layers", file, ctx, &c->n_layers));
-    QV_TRY(pos_int(o, "num_attention_heads", file, ctx, &c->n_heads));
-    QV_TRY(pos_int(o, "intermediate_size", file, ctx, &c->intermediate));
-    QV_TRY(pos_int(o, "vocab_size", file, ctx, &c->vocab));
+    QV_TRY(pos_int(o, "hidden_size", file, ctx, QV_MAX_HIDDEN, &c->hidden));
+    QV_TRY(pos_int(o, "num_hidden_layers", file, ctx, QV_MAX_LAYERS, &c->n_layers));
+    QV_TRY(pos_int(o, "num_attention_heads", file, ctx, QV_MAX_HEADS, &c->n_heads));
+    QV_TRY(pos_int(o, "intermediate_size", file, ctx, QV_MAX_INTERMEDIATE, &c->intermediate));
+    QV_TRY(pos_int(o, "vocab_size", file, ctx, QV_MAX_VOCAB, &c->vocab));
     c->n_kv_heads = c->n_heads;
-    if (qv_json_get(o, "num_key_value_heads"))
-        QV_TRY(pos_int(o, "num_key_value_heads", file, ctx, &c->n_kv_heads));
+    QV_TRY(int_in(o, "num_key_value_heads", file, ctx, 1, QV_MAX_HEADS, false, &c->n_kv_heads));
     c->head_dim = c->hidden / c->n_heads;
     if (qv_json_get(o, "head_dim") && !qv_json_is_type(qv_json_get(o, "head_dim"), json_type_null))
-        QV_TRY(pos_int(o, "head_dim", file, ctx, &c->head_dim));
+        QV_TRY(pos_int(o, "head_dim", file, ctx, QV_MAX_HEAD_DIM, &c->head_dim));
     else if (c->hidden % c->n_heads)
         return qv_fail(QV_ERR_INVALID, "%s: %shidden_size %lld is not a multiple of num_attention_heads %lld", file, ctx,
                        (long long)c->hidden, (long long)c->n_heads);
     if (c->n_heads % c->n_kv_heads)
         return qv_fail(QV_ERR_INVALID, "%s: %snum_attention_heads %lld is not a multiple of num_key_value_heads %lld",
                        file, ctx, (long long)c->n_heads, (long long)c->n_kv_heads);
+    if (c->head_dim > QV_MAX_HEAD_DIM)
+        return qv_fail(QV_ERR_INVALID, "%s: %shead dimension %lld is out of range (1..%d)", file, ctx,
+                       (long long)c->head_dim, QV_MAX_HEAD_DIM);
     if (c->head_dim % 2)
         return qv_fail(QV_ERR_INVALID, "%s: %shead dimension %lld is odd (rotary embedding needs pairs)", file, ctx,
                        (long long)c->head_dim);
     c->max_positions = 32768;
-    if (qv_json_get(o, "max_position_embeddings"))
-        QV_TRY(pos_int(o, "max_position_embeddings", file, ctx, &c->max_positions));
+    QV_TRY(int_in(o, "max_position_embeddings", file, ctx, 1, QV_MAX_POSITIONS, false, &c->max_positions));
     c->rms_eps = 1e-6;
-    QV_TRY(qv_json_num_opt(o, "rms_norm_eps", file, &c->rms_eps));
+    QV_TRY(pos_num(o, "rms_norm_eps", file, ctx, &c->rms_eps));
     QV_TRY(parse_rope(o, file, c));
     QV_TRY(qv_json_bool_opt(o, "tie_word_embeddings", file, &c->tie_embeddings));
     QV_TRY(opt_id(o, "bos_token_id", file, &c->bos_id));
@@ -184,10 +210,6 @@ static qv_status parse_llm(const qv_json *o, const char *file, const char *ctx, 
     if (strcmp(act, "silu") != 0)
         return qv_fail(QV_ERR_UNSUPPORTED, "%s: %shidden_act \"%s\" is not supported (silu)", file, ctx, act);
     copy_str(c->hidden_act, sizeof c->hidden_act, act);
-    /* sizes multiplied later (weights, KV) must not overflow: cap the dims at sane values */
-    if (c->hidden > (1 << 20) || c->intermediate > (1 << 22) || c->vocab > (1 << 24) || c->n_layers > 4096 ||
-        c->n_heads > 4096 || c->head_dim > 4096)
-        return qv_fail(QV_ERR_INVALID, "%s: %sdimensions are implausibly large", file, ctx);
     return QV_OK;
 }
 
@@ -198,15 +220,14 @@ static qv_status parse_internvit(const qv_json *v, const char *file, qv_vision_c
     const char *mt = "intern_vit_6b", *norm = "layer_norm", *act = "gelu";
     QV_TRY(qv_json_str_opt(v, "model_type", file, &mt));
     copy_str(c->model_type, sizeof c->model_type, mt);
-    QV_TRY(pos_int(v, "hidden_size", file, ctx, &c->hidden));
-    QV_TRY(pos_int(v, "num_hidden_layers", file, ctx, &c->n_layers));
-    QV_TRY(pos_int(v, "num_attention_heads", file, ctx, &c->n_heads));
-    QV_TRY(pos_int(v, "intermediate_size", file, ctx, &c->intermediate));
-    QV_TRY(pos_int(v, "image_size", file, ctx, &c->image_size));
-    QV_TRY(pos_int(v, "patch_size", file, ctx, &c->patch_size));
+    QV_TRY(pos_int(v, "hidden_size", file, ctx, QV_MAX_HIDDEN, &c->hidden));
+    QV_TRY(pos_int(v, "num_hidden_layers", file, ctx, QV_MAX_LAYERS, &c->n_layers));
+    QV_TRY(pos_int(v, "num_attention_heads", file, ctx, QV_MAX_HEADS, &c->n_heads));
+    QV_TRY(pos_int(v, "intermediate_size", file, ctx, QV_MAX_INTERMEDIATE, &c->intermediate));
+    QV_TRY(pos_int(v, "image_size", file, ctx, QV_MAX_IMAGE_SIDE, &c->image_size));
+    QV_TRY(pos_int(v, "patch_size", file, ctx, QV_MAX_IMAGE_SIDE, &c->patch_size));
     c->channels = 3;
-    if (qv_json_get(v, "num_channels"))
-        QV_TRY(pos_int(v, "num_channels", file, ctx, &c->channels));
+    QV_TRY(int_in(v, "num_channels", file, ctx, 1, QV_MAX_CHANNELS, false, &c->channels));
     QV_TRY(qv_json_str_opt(v, "norm_type", file, &norm));
     if (!strcmp(norm, "layer_norm"))
         c->norm = QV_NORM_LAYER;
@@ -215,7 +236,7 @@ static qv_status parse_internvit(const qv_json *v, const char *file, qv_vision_c
     else
         return qv_fail(QV_ERR_UNSUPPORTED, "%s: vision_config.norm_type \"%s\" is not supported", file, norm);
     c->norm_eps = 1e-6;
-    QV_TRY(qv_json_num_opt(v, "layer_norm_eps", file, &c->norm_eps));
+    QV_TRY(pos_num(v, "layer_norm_eps", file, ctx, &c->norm_eps));
     QV_TRY(qv_json_bool_opt(v, "qkv_bias", file, &c->qkv_bias));
     QV_TRY(qv_json_bool_opt(v, "qk_normalization", file, &c->qk_norm));
     QV_TRY(qv_json_str_opt(v, "hidden_act", file, &act));
@@ -231,19 +252,25 @@ static qv_status parse_qwen2vl_vision(const qv_json *v, const char *file, qv_vis
     memset(c, 0, sizeof *c);
     copy_str(c->model_type, sizeof c->model_type, "qwen2_vl");
     int64_t mlp_ratio = 4;
-    QV_TRY(pos_int(v, "embed_dim", file, ctx, &c->hidden));
-    QV_TRY(pos_int(v, "depth", file, ctx, &c->n_layers));
-    QV_TRY(pos_int(v, "num_heads", file, ctx, &c->n_heads));
-    QV_TRY(qv_json_int_opt(v, "mlp_ratio", file, &mlp_ratio));
+    QV_TRY(pos_int(v, "embed_dim", file, ctx, QV_MAX_HIDDEN, &c->hidden));
+    QV_TRY(pos_int(v, "depth", file, ctx, QV_MAX_LAYERS, &c->n_layers));
+    QV_TRY(pos_int(v, "num_heads", file, ctx, QV_MAX_HEADS, &c->n_heads));
+    QV_TRY(int_in(v, "mlp_ratio", file, ctx, 1, 64, false, &mlp_ratio));
     c->intermediate = c->hidden * mlp_ratio;
-    QV_TRY(pos_int(v, "patch_size", file, ctx, &c->patch_size));
-    QV_TRY(pos_int(v, "hidden_size", file, ctx, &c->out_hidden));
+    if (c->intermediate > QV_MAX_INTERMEDIATE)
+        return qv_fail(QV_ERR_INVALID, "%s: vision_config: embed_dim x mlp_ratio = %lld is out of range (1..%lld)", file,
+                       (long long)c->intermediate, (long long)QV_MAX_INTERMEDIATE);
+    QV_TRY(pos_int(v, "patch_size", file, ctx, QV_MAX_IMAGE_SIDE, &c->patch_size));
+    QV_TRY(pos_int(v, "hidden_size", file, ctx, QV_MAX_HIDDEN, &c->out_hidden));
     c->spatial_merge_size = 2;
     c->temporal_patch_size = 2;
     c->channels = 3;
-    QV_TRY(qv_json_int_opt(v, "spatial_merge_size", file, &c->spatial_merge_size));
-    QV_TRY(qv_json_int_opt(v, "temporal_patch_size", file, &c->temporal_patch_size));
-    QV_TRY(qv_json_int_opt(v, "in_chans", file, &c->channels));
+    QV_TRY(int_in(v, "spatial_merge_size", file, ctx, 1, 64, false, &c->spatial_merge_size));
+    QV_TRY(int_in(v, "temporal_patch_size", file, ctx, 1, 64, false, &c->temporal_patch_size));
+    QV_TRY(int_in(v, "in_chans", file, ctx, 1, QV_MAX_CHANNELS, false, &c->channels));
+    if (c->hidden % c->n_heads)
+        return qv_fail(QV_ERR_INVALID, "%s: vision_config: embed_dim %lld is not a multiple of num_heads %lld", file,
+                       (long long)c->hidden, (long long)c->n_heads);
     c->norm = QV_NORM_LAYER;
     c->norm_eps = 1e-6;
     c->qkv_bias = true;
@@ -325,10 +352,12 @@ qv_status qv_model_config_parse(const char *text, size_t len, const char *path, 
         cfg->max_dynamic_patch = 12;
         cfg->use_thumbnail = true;
         QV_CHECK(st = qv_json_num_opt(root, "downsample_ratio", file, &cfg->downsample_ratio), done);
-        QV_CHECK(st = qv_json_int_opt(root, "select_layer", file, &cfg->select_layer), done);
-        QV_CHECK(st = qv_json_int_opt(root, "force_image_size", file, &cfg->force_image_size), done);
-        QV_CHECK(st = qv_json_int_opt(root, "min_dynamic_patch", file, &cfg->min_dynamic_patch), done);
-        QV_CHECK(st = qv_json_int_opt(root, "max_dynamic_patch", file, &cfg->max_dynamic_patch), done);
+        int64_t nl = cfg->vision.n_layers;
+        QV_CHECK(st = int_in(root, "select_layer", file, "", -nl - 1, nl, false, &cfg->select_layer), done);
+        QV_CHECK(st = int_in(root, "force_image_size", file, "", 1, QV_MAX_IMAGE_SIDE, false, &cfg->force_image_size),
+                 done);
+        QV_CHECK(st = int_in(root, "min_dynamic_patch", file, "", 0, 1024, false, &cfg->min_dynamic_patch), done);
+        QV_CHECK(st = int_in(root, "max_dynamic_patch", file, "", 0, 1024, false, &cfg->max_dynamic_patch), done);
         QV_CHECK(st = qv_json_bool_opt(root, "use_thumbnail", file, &cfg->use_thumbnail), done);
         if (!strcmp(tmpl, "Hermes-2") || !strcmp(tmpl, "internlm2-chat") || !strcmp(tmpl, "phi3-chat")) {
             cfg->family = QV_FAMILY_INTERNVL2;
@@ -362,7 +391,7 @@ qv_status qv_model_config_parse(const char *text, size_t len, const char *path, 
         QV_CHECK(st = parse_llm(root, file, "", arch, &cfg->llm), done);
         cfg->has_vision = true;
         copy_str(cfg->vision.model_type, sizeof cfg->vision.model_type, "siglip_vision_model");
-        QV_CHECK(st = qv_json_int_opt(root, "mm_hidden_size", file, &cfg->vision.hidden), done);
+        QV_CHECK(st = int_in(root, "mm_hidden_size", file, "", 1, QV_MAX_HIDDEN, false, &cfg->vision.hidden), done);
     } else {
         st = qv_fail(QV_ERR_UNSUPPORTED, "%s: architecture \"%s\" is not supported (supported: %s)", file, arch,
                      k_supported);
