@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/budget.h"
 #include "core/fsutil.h"
 #include "decode.h"
 #include "io/json.h"
@@ -152,6 +153,9 @@ qv_status qv_preprocess_qwen2vl(const qv_image *img, const qv_qwen2vl_prep *p, c
         st = qv_fail(QV_ERR_NOMEM, "%s: %zu x %zu pixel values are too many", what, nrow, ncol);
         goto fail;
     }
+    const uint64_t sizes[] = {(uint64_t)img->w * img->h * 3, (uint64_t)plane * 3, (uint64_t)plane * 3 * sizeof(float),
+                              (uint64_t)nvals * sizeof(float)};
+    QV_CHECK(st = qv_budget_check(qv_image_need(sizes, QV_ARRAY_LEN(sizes)), what, "Qwen2-VL patches"), fail);
     QV_CHECK(st = qv_image_resize_bicubic(img, wr, hr, &resized), fail);
     chw = qv_malloc(plane * 3 * sizeof(float), what);
     out->values = qv_malloc(nvals * sizeof(float), what);
