@@ -73,6 +73,17 @@ qv_status qv_json_parse(const char *text, size_t len, const char *what, int flag
     qv_json *j = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error err = json_tokener_get_error(tok);
     size_t off = json_tokener_get_parse_end(tok);
+    if (err == json_tokener_continue && off == len) {
+        /* a number (or literal) that ends the text is complete, but json-c waits for a
+         * delimiter to know that: give it the end of the string */
+        j = json_tokener_parse_ex(tok, "", 1);
+        err = json_tokener_get_error(tok);
+        if (err != json_tokener_success) { /* truly truncated */
+            json_object_put(j);
+            j = NULL;
+            err = json_tokener_continue;
+        }
+    }
     json_tokener_free(tok);
     if (err == json_tokener_continue || (!j && err == json_tokener_success)) {
         json_object_put(j);
