@@ -272,10 +272,16 @@ static bool sb_grow(qv_strbuf *b, size_t extra)
 {
     if (b->oom)
         return false;
-    if (b->len + extra + 1 <= b->cap)
+    size_t need;
+    if (!qv_add_size(b->len, extra, &need) || !qv_add_size(need, 1, &need) || need > SIZE_MAX / 2) {
+        b->oom = true;
+        qv_fail(QV_ERR_NOMEM, "out of memory (text of %zu + %zu bytes)", b->len, extra);
+        return false;
+    }
+    if (need <= b->cap)
         return true;
     size_t ncap = b->cap ? b->cap : 256;
-    while (ncap < b->len + extra + 1)
+    while (ncap < need)
         ncap *= 2;
     char *p = realloc(b->s, ncap);
     if (!p) {

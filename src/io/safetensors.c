@@ -662,21 +662,24 @@ qv_status qv_st_writer_add(qv_st_writer *w, const char *name, qv_dtype dt, int n
         return qv_fail(QV_ERR_INVALID, "%s: tensor %s: bad dtype or rank", w->path, name);
     if (qv_strmap_get(&w->by_name, name, strlen(name), NULL))
         return qv_fail(QV_ERR_INVALID, "%s: tensor %s declared twice", w->path, name);
-    QV_TRY(qv_strmap_put(&w->by_name, name, strlen(name), (int64_t)w->entries.len, NULL));
+    /* validate before anything is recorded: a refused tensor leaves no trace in the map */
     wentry e = {0};
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0)
+            return qv_fail(QV_ERR_INVALID, "%s: tensor %s: negative dimension", w->path, name);
+        e.shape[i] = shape[i];
+    }
     e.name = qv_strdup(name);
     if (!e.name)
         return QV_ERR_NOMEM;
     e.dtype = dt;
     e.ndim = ndim;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0) {
-            qv_free(e.name);
-            return qv_fail(QV_ERR_INVALID, "%s: tensor %s: negative dimension", w->path, name);
-        }
-        e.shape[i] = shape[i];
-    }
-    return qv_vec_push(&w->entries, &e);
+    qv_status st = qv_vec_push(&w->entries, &e);
+    if (st == QV_OK && (st = qv_strmap_put(&w->by_name, name, strlen(name), (int64_t)w->entries.len - 1, NULL)) != QV_OK)
+        w->entries.len--;
+    if (st != QV_OK)
+        qv_free(e.name);
+    return st;
 }
 
 static qv_status build_header(qv_st_writer *w, qv_strbuf *sb)
@@ -940,16 +943,25 @@ qv_status qv_st_sharded_add(qv_st_sharded *w, const char *name, qv_dtype dt, int
         return qv_fail(QV_ERR_INVALID, "%s: tensor %s: bad shape", w->dir, name);
     if (qv_strmap_get(&w->by_name, name, strlen(name), NULL))
         return qv_fail(QV_ERR_INVALID, "%s: tensor %s declared twice", w->dir, name);
-    QV_TRY(qv_strmap_put(&w->by_name, name, strlen(name), (int64_t)w->entries.len, NULL));
+    uint64_t total;
+    if (__builtin_mul_overflow((uint64_t)numel, (uint64_t)qv_dtype_size(dt), &e.bytes) ||
+        __builtin_add_overflow(w->total, e.bytes, &total))
+        return qv_fail(QV_ERR_INVALID, "%s: tensor %s is too large", w->dir, name);
     e.name = qv_strdup(name);
     if (!e.name)
         return QV_ERR_NOMEM;
     e.dtype = dt;
     e.ndim = ndim;
     memcpy(e.shape, shape, (size_t)ndim * sizeof *shape);
-    e.bytes = (uint64_t)numel * qv_dtype_size(dt);
-    w->total += e.bytes;
-    return qv_vec_push(&w->entries, &e);
+    qv_status st = qv_vec_push(&w->entries, &e);
+    if (st == QV_OK && (st = qv_strmap_put(&w->by_name, name, strlen(name), (int64_t)w->entries.len - 1, NULL)) != QV_OK)
+        w->entries.len--;
+    if (st != QV_OK) {
+        qv_free(e.name);
+        return st;
+    }
+    w->total = total;
+    return QV_OK;
 }
 
 qv_status qv_st_sharded_begin(qv_st_sharded *w)

@@ -57,7 +57,7 @@ static qv_status add_token(qv_tokenizer *t, const char *content, size_t len, int
 {
     if (!len)
         return qv_fail(QV_ERR_FORMAT, "%s: empty added token", file);
-    if (id < 0 || id >= INT32_MAX / 2)
+    if (id < 0 || id >= QV_TOKENIZER_MAX_ID)
         return qv_fail(QV_ERR_FORMAT, "%s: added token \"%.40s\" has id %lld out of range", file, content, (long long)id);
     if (qv_utf8_check(content, len) != len)
         return qv_fail(QV_ERR_FORMAT, "%s: added token is not valid UTF-8", file);
@@ -459,7 +459,7 @@ static qv_status load_post(qv_tokenizer *t, const qv_json *pp, const char *file,
         QV_TRY(qv_json_arr(desc, "ids", file, &arr));
         for (size_t k = 0; k < json_object_array_length(arr); k++) {
             int64_t id;
-            if (!qv_json_as_int(json_object_array_get_idx(arr, k), &id) || id < 0 || id > INT32_MAX)
+            if (!qv_json_as_int(json_object_array_get_idx(arr, k), &id) || id < 0 || id >= QV_TOKENIZER_MAX_ID)
                 return qv_fail(QV_ERR_FORMAT, "%s: post_processor: bad id for \"%.40s\"", file, name);
             int32_t id32 = (int32_t)id;
             QV_TRY(qv_vec_push(seen_seq ? &t->post_suffix : &t->post_prefix, &id32));
@@ -669,6 +669,14 @@ static qv_status finish(qv_tokenizer *t)
         t->vocab_size += !in_model;
         t->added_of_id[id] = (int32_t)i;
     }
+    /* the post-processor's ids end up in every encoding: they must name tokens */
+    const qv_vec *post[2] = {&t->post_prefix, &t->post_suffix};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < post[k]->len; i++) {
+            int32_t id = QV_VEC_AT(post[k], int32_t, i);
+            if (!qv_tokenizer_id_to_token(t, id))
+                return qv_fail(QV_ERR_FORMAT, "%s: post_processor: id %d is not in the vocabulary", t->file, (int)id);
+        }
     if (t->kind == QV_TOKENIZER_SPM)
         return build_matcher(t, &t->raw, 2);
     QV_TRY(build_matcher(t, &t->raw, 0));

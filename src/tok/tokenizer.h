@@ -19,6 +19,10 @@
 typedef struct qv_tokenizer qv_tokenizer;
 
 #define QV_SPM_MAX_FILE ((size_t)1 << 30) /* tokenizer.model files larger than this are refused */
+/* Token ids (vocabulary, added tokens, post-processor ids) must be below this: tables indexed
+ * by id are allocated up to it, so a 30-byte file cannot ask for gigabytes (real vocabularies
+ * stay under 2^18; config.h caps vocab_size at the same 2^24). */
+#define QV_TOKENIZER_MAX_ID ((int64_t)1 << 24)
 
 typedef enum qv_tokenizer_kind {
     QV_TOKENIZER_BPE = 0, /* tokenizer.json, byte-level BPE */
