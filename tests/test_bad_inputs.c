@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "calib/captions.h"
@@ -313,4 +314,30 @@ Test(bad_inputs, caption_files)
     cr_assert_eq(qv_captions_load(qt_fixture("calib/captions_sharegpt4v.json"), &f), QV_OK);
     cr_expect_eq(qv_captions_check_images(&f, images, NULL), QV_OK, "%s", qv_last_error());
     qv_captions_free(&f);
+}
+
+/* ---- files that are not files: a FIFO must be refused at once, never waited on ------------------ */
+
+Test(bad_inputs, fifos_are_refused_not_waited_on, .timeout = 60)
+{
+    char *dir = qt_tmpdir(), *out = qt_tmpdir(), p[1024];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    cr_assert_eq(mkfifo(p, 0600), 0);
+    link_file(qt_fixture("models/qwen2-tiny/model.safetensors"), dir, "model.safetensors");
+    expect_fail(NULL, "config.json", "not a regular file", "inspect '%s'", dir);
+    unlink(p);
+    link_file(qt_fixture("models/qwen2-tiny/config.json"), dir, "config.json");
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    unlink(p);
+    cr_assert_eq(mkfifo(p, 0600), 0);
+    expect_fail(NULL, "model.safetensors", "not a regular file", "inspect '%s'", dir);
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    cr_assert_eq(mkfifo(p, 0600), 0);
+    expect_fail(NULL, "tokenizer.json", "not a regular file", "tokenize '%s' hello", dir);
+    snprintf(p, sizeof p, "%s/image.jpg", dir);
+    cr_assert_eq(mkfifo(p, 0600), 0);
+    expect_fail(out, "image.jpg", "not a regular file", "preprocess '%s' '%s' -o '%s/out.safetensors'",
+                qt_fixture("models/internvl3-tiny"), p, out);
+    free(dir);
+    free(out);
 }

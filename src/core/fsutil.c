@@ -15,31 +15,40 @@ qv_status qv_read_file(const char *path, size_t max_bytes, char **data, size_t *
     *data = NULL;
     if (len)
         *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; it is refused
+     * below. Reads of a regular file ignore the flag. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return qv_fail(QV_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         return qv_fail(QV_ERR_IO, "%s: not a regular file", path);
     }
     if ((uint64_t)st.st_size > max_bytes) {
-        fclose(f);
+        close(fd);
         return qv_fail(QV_ERR_INVALID, "%s: file too large (%lld bytes, limit %zu)", path, (long long)st.st_size,
                        max_bytes);
     }
     size_t n = (size_t)st.st_size;
     char *buf = qv_malloc(n + 1, path);
     if (!buf) {
-        fclose(f);
+        close(fd);
         return QV_ERR_NOMEM;
     }
-    size_t got = fread(buf, 1, n, f);
-    int err = ferror(f);
-    fclose(f);
-    if (got != n || err) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = read(fd, buf + got, n - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break; /* error, or the file shrank while we read it */
+        got += (size_t)k;
+    }
+    close(fd);
+    if (got != n) {
         qv_free(buf);
-        return qv_fail(QV_ERR_IO, "%s: read failed", path);
+        return qv_fail(QV_ERR_IO, "%s: read failed (%zu of %zu bytes)", path, got, n);
     }
     buf[n] = 0;
     *data = buf;

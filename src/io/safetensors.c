@@ -226,7 +226,7 @@ const qv_st_entry *qv_st_header_find(const qv_st_header *h, const char *name)
 qv_status qv_st_open(const char *path, qv_st_file **out)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO is refused, not waited on */
     if (fd < 0)
         return qv_fail(QV_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat sb;
