@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages qvlm builds and tests with (README "Set-up").
 set -eu
 PKGS="build-essential cmake pkg-config libdnnl-dev libyaml-dev libjpeg62-turbo-dev libpng-dev libjson-c-dev \
-libpcre2-dev libutf8proc-dev libcriterion-dev"
+libpcre2-dev libutf8proc-dev libcriterion-dev libopenmpi-dev openmpi-bin"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

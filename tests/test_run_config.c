@@ -468,7 +468,7 @@ Test(run_config, to_json)
     cr_expect(json_object_object_get_ex(j, "threads", &v) && v == NULL);
     cr_expect(json_object_object_get_ex(j, "seed", &v) && json_object_get_int(v) == 7);
     cr_expect(json_object_object_get_ex(j, "export", &v) && json_object_is_type(v, json_type_object));
-    cr_expect_eq(json_object_object_length(j), 31);
+    cr_expect_eq(json_object_object_length(j), 32);
     json_object_put(j);
     qv_sb_free(&b);
     qv_run_configs_free(c, n);

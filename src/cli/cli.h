@@ -66,5 +66,14 @@ void qv_cli_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int qv_cmd_inspect(int argc, char **argv);
 int qv_cmd_tokenize(int argc, char **argv);
 int qv_cmd_preprocess(int argc, char **argv);
+int qv_cmd_calib(int argc, char **argv);
+int qv_cmd_forward(int argc, char **argv);
+int qv_cmd_quantize(int argc, char **argv);
+int qv_cmd_eval(int argc, char **argv);
+int qv_cmd_export(int argc, char **argv);
+int qv_cmd_verify(int argc, char **argv);
+int qv_cmd_bench(int argc, char **argv);
+int qv_cmd_synth(int argc, char **argv);
+int qv_cmd_bench(int argc, char **argv); /* bench/bench.c */
 
 #endif

@@ -1,5 +1,6 @@
 /* cmd_preprocess.c — `qvlm preprocess MODEL IMAGE -o OUT.safetensors [--max-num N]`: the
- * model's image preprocessing (spec/CLI.md), chosen by the family in MODEL's config.json.
+ * model's image preprocessing (spec/CLI.md), chosen by the family in MODEL's config.json
+ * (src/family/family.h: prep_init / prep_run, and prep_options for --max-num / --anyres).
  * Tensors written (crash-safe, temp name then rename):
  *   InternVL2/3  pixel_values F32 [tiles,3,S,S], tile_u8 U8 [tiles,S,S,3]
  *   Qwen2-VL     pixel_values F32 [gh*gw,1176], image_grid_thw I64 [1,3], tile_u8 U8 [1,H,W,3]
@@ -13,6 +14,7 @@
 
 #include "cli.h"
 #include "core/fsutil.h"
+#include "family/family.h"
 #include "image/image.h"
 #include "io/safetensors.h"
 #include "model/config.h"
@@ -28,7 +30,7 @@ static qv_status write_output(const char *path, const qv_model_config *cfg, cons
     items[n] = (qv_st_item){.name = "tile_u8", .dtype = QV_U8, .ndim = 4,
                             .shape = {px->n_tiles, px->tile_h, px->tile_w, 3}, .data = px->tiles_u8};
     n++;
-    if (cfg->family == QV_FAMILY_QWEN2_VL)
+    if (px->grid_thw[0] > 0) /* a patch-row preprocessing (Qwen2-VL) says its grid */
         items[n++] = (qv_st_item){.name = "image_grid_thw", .dtype = QV_I64, .ndim = 2, .shape = {1, 3},
                                   .data = px->grid_thw};
     char wh[48], grid[48];
@@ -81,16 +83,17 @@ int qv_cmd_preprocess(int argc, char **argv)
         rc = qv_cli_fail();
         goto done;
     }
+    const unsigned prep_options = qv_family_get(pp.family)->prep_options;
     if (max_num != -1) {
-        if (pp.family != QV_FAMILY_INTERNVL2 && pp.family != QV_FAMILY_INTERNVL3) {
+        if (!(prep_options & QV_PREP_MAX_TILES)) {
             rc = qv_cli_usage_error(cmd.name, "--max-num applies to InternVL models only (this is %s)",
                                     qv_family_name(pp.family));
             goto done;
         }
-        pp.internvl.max_num = (int)max_num;
+        pp.max_tiles = (int)max_num;
     }
     if (anyres) {
-        if (pp.family != QV_FAMILY_LLAVA_ONEVISION) {
+        if (!(prep_options & QV_PREP_ANYRES)) {
             rc = qv_cli_usage_error(cmd.name, "--anyres applies to LLaVA-OneVision models only (this is %s)",
                                     qv_family_name(pp.family));
             goto done;

@@ -2,6 +2,10 @@
 #include "cli.h"
 #include "core/budget.h"
 
+#include <time.h>
+
+#include "core/comm.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <omp.h>
@@ -22,7 +26,17 @@ static const qv_opt common_opts[] = {
 int qv_cli_fail(void)
 {
     const char *m = qv_last_error();
-    fprintf(stderr, "qvlm: %s\n", *m ? m : "failed");
+    const qv_comm *c = qv_comm_world();
+    if (c->size > 1 && c->rank != 0) {
+        /* In a data-parallel run every rank may meet the same bad input: rank 0 reports it and
+         * ends the job; a rank that fails alone waits a moment, then names itself. */
+        struct timespec ts = {0, 300 * 1000000L};
+        nanosleep(&ts, NULL);
+        fprintf(stderr, "qvlm: rank %d: %s\n", c->rank, *m ? m : "failed");
+    } else {
+        fprintf(stderr, "qvlm: %s\n", *m ? m : "failed");
+    }
+    fflush(stderr);
     return QV_EXIT_FAIL;
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../core/fsutil.h"
+#include "../family/family.h"
 #include "../io/yaml.h"
 
 /* ---- names -------------------------------------------------------------------------------- */
@@ -17,12 +18,13 @@ static const char *const k_calib_data[] = {NULL, "coco", "sharegpt4v", "pileval"
 static const char *const k_method[] = {NULL, "rtn", "awq", "smoothquant", "mbq", "fp8"};
 static const char *const k_loss_mode[] = {"mae", "mse"};
 static const char *const k_division[] = {"cuda", "cpu"};
+static const char *const k_dtype[] = {"auto", "float32", "bfloat16", "float16"};
 static const char *const k_pad_rule[] = {NULL, "mbq", "length"};
 static const char *const k_export[] = {NULL, "fake", "awq", "gptq", "compressed-tensors", "fp8", "mbq-pt"};
+/* spec/CLI.md's `model:` values (MBQ's --model choices and qvlm's); a name any family of the
+ * table answers to (src/family/family.h yaml_names) is accepted as well. */
 static const char *const k_models[] = {"internvl2", "internvl3", "qwen2_vl", "llava_onevision",
                                        "llava", "qwen2", "llama"};
-/* Families of the MBQ reference's wrappers (their collator pads with id 0, §8). */
-static const char *const k_mbq_models[] = {"internvl2", "llava_onevision", "llava", "qwen2_vl"};
 
 static const char *const k_ignored[] = {
     "config", "batch_size", "device", "tasks", "num_fewshot", "max_batch_size", "output_path", "limit",
@@ -41,6 +43,7 @@ const char *qv_loss_mode_name(qv_loss_mode v) { return enum_name(k_loss_mode, QV
 const char *qv_division_name(qv_division v) { return enum_name(k_division, QV_ARRAY_LEN(k_division), v); }
 const char *qv_pad_rule_name(qv_pad_rule v) { return v == QV_PAD_RULE_AUTO ? "auto" : k_pad_rule[v]; }
 const char *qv_export_format_name(qv_export_format v) { return enum_name(k_export, QV_ARRAY_LEN(k_export), v); }
+const char *qv_run_dtype_name(qv_run_dtype v) { return enum_name(k_dtype, QV_ARRAY_LEN(k_dtype), v); }
 
 static bool in_list(const char *s, const char *const *list, size_t n)
 {
@@ -52,8 +55,12 @@ static bool in_list(const char *s, const char *const *list, size_t n)
 
 qv_pad_rule qv_pad_rule_for_model(const char *family)
 {
-    return family && in_list(family, k_mbq_models, QV_ARRAY_LEN(k_mbq_models)) ? QV_PAD_RULE_MBQ
-                                                                                : QV_PAD_RULE_LENGTH;
+    if (!family)
+        return QV_PAD_RULE_LENGTH;
+    const qv_family *f = qv_family_by_yaml_name(family);
+    /* a spec name no qvlm family answers to (llava: LLaVA-1.5) is one of the reference's own
+       wrappers, whose collators pad with id 0 (§8) */
+    return f ? f->default_pad_rule : QV_PAD_RULE_MBQ;
 }
 
 bool qv_run_config_needs_calib(const qv_run_config *c)
@@ -81,7 +88,17 @@ void qv_run_config_defaults(qv_run_config *c)
 
 /* ---- key table ---------------------------------------------------------------------------- */
 
-typedef enum key_kind { KEY_BOOL, KEY_INT, KEY_SEED, KEY_FLOAT, KEY_STR, KEY_ENUM, KEY_MODEL_ARGS, KEY_EXPORT } key_kind;
+typedef enum key_kind {
+    KEY_BOOL,
+    KEY_INT,
+    KEY_SEED,
+    KEY_FLOAT,
+    KEY_STR,
+    KEY_ENUM,
+    KEY_MODEL,     /* a string among names[] or the family table's run-config names */
+    KEY_MODEL_ARGS,
+    KEY_EXPORT
+} key_kind;
 
 typedef struct key_def {
     const char *name;
@@ -103,7 +120,7 @@ static bool w_group_ok(int64_t x) { return x == -1 || (x >= 32 && x <= 4096); }
 #define STR(n, f) {n, KEY_STR, OFF(f), NULL, 0, 0, 0, false}
 
 static const key_def k_keys[] = {
-    {"model", KEY_STR, OFF(model), k_models, QV_ARRAY_LEN(k_models), 0, 0, false},
+    {"model", KEY_MODEL, OFF(model), k_models, QV_ARRAY_LEN(k_models), 0, 0, false},
     {"model_args", KEY_MODEL_ARGS, OFF(model_args), NULL, 0, 0, 0, false},
     ENUM("calib_data", calib_data, k_calib_data),
     INT("n_samples", n_samples, 1, INT32_MAX, false),
@@ -127,6 +144,7 @@ static const key_def k_keys[] = {
     INT("n_grid", n_grid, 1, 1000, false),
     BOOL("zero_point", zero_point),
     ENUM("division", division, k_division),
+    ENUM("dtype", dtype, k_dtype),
     BOOL("auto_clip", auto_clip),
     INT("threads", threads, 1, 4096, true),
     INT("max_tiles", max_tiles, 1, 64, true),
@@ -369,16 +387,22 @@ static qv_status set_key(run_parse *rp, const key_def *kd, const qv_yaml_node *v
         *(double *)dst = x;
         return QV_OK;
     }
-    case KEY_STR: {
+    case KEY_STR:
+    case KEY_MODEL: {
         char **s = dst;
         qv_free(*s);
         *s = NULL;
         QV_TRY(get_str(rp, kd->name, v, s));
-        if (*s && kd->names && !in_list(*s, kd->names, kd->n_names)) {
-            char list[256] = "";
+        if (*s && kd->names && !in_list(*s, kd->names, kd->n_names) &&
+            !(kd->kind == KEY_MODEL && qv_family_by_yaml_name(*s))) {
+            char list[512] = "";
             for (size_t i = 0; i < kd->n_names; i++)
                 snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", kd->names[i]);
-            char expected[300];
+            for (size_t f = 0; kd->kind == KEY_MODEL && f < qv_family_count(); f++)
+                for (const char *const *y = qv_family_at(f)->yaml_names; y && *y; y++)
+                    if (!in_list(*y, kd->names, kd->n_names) && qv_family_by_yaml_name(*y) == qv_family_at(f))
+                        snprintf(list + strlen(list), sizeof list - strlen(list), ", %s", *y);
+            char expected[540];
             snprintf(expected, sizeof expected, "one of %s", list);
             return type_error(rp, kd->name, v, expected);
         }
@@ -612,6 +636,7 @@ void qv_run_config_to_json(const qv_run_config *c, qv_strbuf *b)
     JI("n_grid", c->n_grid);
     JB("zero_point", c->zero_point);
     JS("division", qv_division_name(c->division));
+    JS("dtype", qv_run_dtype_name(c->dtype));
     JB("auto_clip", c->auto_clip);
     json_key(b, "threads", &first);
     json_int_or_null(b, c->threads);

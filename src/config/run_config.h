@@ -8,7 +8,7 @@
  *   MBQ's (unchanged): model, model_args, calib_data, n_samples, data_path, image_folder,
  *     few_shot_format, interleave_format, text_data_path, method, run_process, w_bit, w_group,
  *     a_bit, alpha, distort, reweight, loss_mode, scale_path, pseudo_quant
- *   qvlm's: seed, n_grid, zero_point, division, auto_clip, threads, max_tiles, pad_rule,
+ *   qvlm's: seed, n_grid, zero_point, division, dtype, auto_clip, threads, max_tiles, pad_rule,
  *     eval_data_path, eval_image_folder, export {format, path, recipe}
  *   accepted and ignored (each leaves a note): the lmms-eval / main.py evaluation keys that the
  *     MBQ Eval configs carry, and main_quant.py's loader keys — config, batch_size, device,
@@ -58,6 +58,10 @@ typedef enum qv_division { QV_DIVISION_CUDA = 0, QV_DIVISION_CPU } qv_division;
 /* QV_PAD_RULE_AUTO only when `model` is absent: the family (from the checkpoint) decides, see
  * qv_pad_rule_for_model. */
 typedef enum qv_pad_rule { QV_PAD_RULE_AUTO = 0, QV_PAD_RULE_MBQ, QV_PAD_RULE_LENGTH } qv_pad_rule;
+/* The reference dtype T of the quantization arithmetic (ALGORITHMS.md §0.3): `auto` takes the
+ * checkpoint's torch_dtype (bf16 for the shipped models); `float32` is the fixtures' parity
+ * setting (their goldens ran in FP32). */
+typedef enum qv_run_dtype { QV_RUN_DTYPE_AUTO = 0, QV_RUN_DTYPE_F32, QV_RUN_DTYPE_BF16, QV_RUN_DTYPE_F16 } qv_run_dtype;
 typedef enum qv_export_format {
     QV_EXPORT_FORMAT_NONE = 0,
     QV_EXPORT_FORMAT_FAKE,
@@ -102,6 +106,7 @@ typedef struct qv_run_config {
     int n_grid;                 /* 20 */
     bool zero_point;            /* true */
     qv_division division;       /* cuda */
+    qv_run_dtype dtype;         /* auto */
     bool auto_clip;             /* false */
     int threads;                /* 0 = all cores */
     int max_tiles;              /* 0 = the family's calibration default */
@@ -133,8 +138,9 @@ static inline bool qv_run_config_is_wa(const qv_run_config *c) { return c->w_bit
 /* Whether the run builds a calibration batch: run_process with awq, smoothquant or mbq. */
 bool qv_run_config_needs_calib(const qv_run_config *c);
 
-/* mbq for the families the reference supports (internvl2, llava_onevision, llava, qwen2_vl),
- * length for the others (CLI.md). */
+/* The default pad rule of the family a `model:` name selects (src/family/family.h): mbq for
+ * the families the reference supports (internvl2, llava_onevision, llava, qwen2_vl), length for
+ * the others (CLI.md). */
 qv_pad_rule qv_pad_rule_for_model(const char *family);
 
 /* The run as a JSON object with the YAML key names (for search.json's "config"). */
@@ -146,5 +152,6 @@ const char *qv_loss_mode_name(qv_loss_mode v);
 const char *qv_division_name(qv_division v);
 const char *qv_pad_rule_name(qv_pad_rule v);
 const char *qv_export_format_name(qv_export_format v);
+const char *qv_run_dtype_name(qv_run_dtype v);
 
 #endif

@@ -165,13 +165,15 @@ qv_status qv_preprocess_llava_anyres(const qv_image *img, const qv_llava_prep *p
 typedef struct qv_preprocessor {
     qv_family_id family;
     bool llava_anyres; /* LLaVA-OneVision: native anyres path instead of MBQ's pad path */
+    int max_tiles;     /* InternVL: tiles per image instead of the config's max_dynamic_patch (0 = the config's) */
     qv_internvl_prep internvl;
     qv_qwen2vl_prep qwen2vl;
     qv_llava_prep llava;
 } qv_preprocessor;
 
 /* The preprocessing of a loaded model config (model_dir: the folder holding it, for
- * preprocessor_config.json). Text-only families are refused. */
+ * preprocessor_config.json): the family's (src/family/family.h prep_init / prep_run).
+ * Text-only families are refused. */
 qv_status qv_preprocessor_init(qv_preprocessor *pp, const qv_model_config *cfg, const char *model_dir);
 qv_status qv_preprocess_image(const qv_preprocessor *pp, const qv_image *img, const char *what, qv_pixels *out);
 

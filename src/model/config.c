@@ -1,28 +1,15 @@
-/* config.c — config.json parsing (config.h). */
+/* config.c — config.json into qv_model_config (config.h): the file, the fields every family
+ * shares (architectures, torch_dtype / dtype) and the dispatch to the family that reads the
+ * architecture (src/family/family.h); the shared readers of config_parse.h (typed fields, the
+ * decoder-only LLM block with its RoPE variants). */
 #include "config.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "../core/fsutil.h"
-#include "../io/json.h"
-
-static const char *k_supported = "InternVLChatModel, Qwen2ForCausalLM, LlamaForCausalLM, InternLM2ForCausalLM, "
-                                 "Qwen2VLForConditionalGeneration, LlavaQwenForCausalLM";
-
-const char *qv_supported_architectures(void) { return k_supported; }
-
-const char *qv_family_name(qv_family_id f)
-{
-    switch (f) {
-    case QV_FAMILY_TEXT: return "text";
-    case QV_FAMILY_INTERNVL2: return "internvl2";
-    case QV_FAMILY_INTERNVL3: return "internvl3";
-    case QV_FAMILY_QWEN2_VL: return "qwen2_vl";
-    case QV_FAMILY_LLAVA_ONEVISION: return "llava_onevision";
-    }
-    return "?";
-}
+#include "../family/family.h"
+#include "config_parse.h"
 
 const char *qv_decoder_name(qv_decoder_kind k)
 {
@@ -34,12 +21,12 @@ const char *qv_decoder_name(qv_decoder_kind k)
     return "?";
 }
 
-static void copy_str(char *dst, size_t n, const char *src)
+void qv_cfg_copy_str(char *dst, size_t n, const char *src)
 {
     snprintf(dst, n, "%s", src ? src : "");
 }
 
-static const char *first_arch(const qv_json *obj)
+const char *qv_cfg_first_arch(const qv_json *obj)
 {
     qv_json *a = qv_json_get(obj, "architectures");
     if (!qv_json_is_type(a, json_type_array) || json_object_array_length(a) < 1)
@@ -48,10 +35,7 @@ static const char *first_arch(const qv_json *obj)
     return qv_json_is_type(s, json_type_string) ? json_object_get_string(s) : NULL;
 }
 
-/* Integer field in [lo, hi]; `ctx` is the key path prefix for errors ("llm_config."). The
- * caps of config.h keep every later size computation in range, so an out-of-range dimension
- * is refused here, with the key, rather than overflowing somewhere else. */
-static qv_status int_in(const qv_json *o, const char *key, const char *file, const char *ctx, int64_t lo, int64_t hi,
+qv_status qv_cfg_int_in(const qv_json *o, const char *key, const char *file, const char *ctx, int64_t lo, int64_t hi,
                         bool required, int64_t *out)
 {
     qv_json *v = qv_json_get(o, key);
@@ -70,15 +54,12 @@ static qv_status int_in(const qv_json *o, const char *key, const char *file, con
     return QV_OK;
 }
 
-/* Required positive integer at most hi. */
-static qv_status pos_int(const qv_json *o, const char *key, const char *file, const char *ctx, int64_t hi,
-                         int64_t *out)
+qv_status qv_cfg_pos_int(const qv_json *o, const char *key, const char *file, const char *ctx, int64_t hi, int64_t *out)
 {
-    return int_in(o, key, file, ctx, 1, hi, true, out);
+    return qv_cfg_int_in(o, key, file, ctx, 1, hi, true, out);
 }
 
-/* Optional positive finite number (epsilons, rope theta and factor). */
-static qv_status pos_num(const qv_json *o, const char *key, const char *file, const char *ctx, double *out)
+qv_status qv_cfg_pos_num(const qv_json *o, const char *key, const char *file, const char *ctx, double *out)
 {
     double x = *out;
     QV_TRY(qv_json_num_opt(o, key, file, &x));
@@ -88,7 +69,7 @@ static qv_status pos_num(const qv_json *o, const char *key, const char *file, co
     return QV_OK;
 }
 
-static qv_status opt_id(const qv_json *o, const char *key, const char *file, int64_t *out)
+qv_status qv_cfg_opt_id(const qv_json *o, const char *key, const char *file, int64_t *out)
 {
     qv_json *v = qv_json_get(o, key);
     *out = -1;
@@ -106,11 +87,11 @@ static qv_status parse_rope(const qv_json *o, const char *file, qv_llm_config *c
     c->rope_theta = 10000.0;
     c->rope_kind = QV_ROPE_DEFAULT;
     c->rope_factor = 1.0;
-    QV_TRY(pos_num(o, "rope_theta", file, "", &c->rope_theta));
+    QV_TRY(qv_cfg_pos_num(o, "rope_theta", file, "", &c->rope_theta));
     qv_json *rs = qv_json_get(o, "rope_scaling");
     qv_json *rp = qv_json_get(o, "rope_parameters"); /* transformers 5 */
     if (qv_json_is_type(rp, json_type_object)) {
-        QV_TRY(pos_num(rp, "rope_theta", file, "rope_parameters.", &c->rope_theta));
+        QV_TRY(qv_cfg_pos_num(rp, "rope_theta", file, "rope_parameters.", &c->rope_theta));
         if (!rs || qv_json_is_type(rs, json_type_null))
             rs = rp;
     }
@@ -122,7 +103,7 @@ static qv_status parse_rope(const qv_json *o, const char *file, qv_llm_config *c
     QV_TRY(qv_json_str_opt(rs, "rope_type", file, &type));
     if (!type)
         QV_TRY(qv_json_str_opt(rs, "type", file, &type));
-    QV_TRY(pos_num(rs, "factor", file, "rope_scaling.", &c->rope_factor));
+    QV_TRY(qv_cfg_pos_num(rs, "factor", file, "rope_scaling.", &c->rope_factor));
     if (!type || !strcmp(type, "default")) {
         c->rope_kind = QV_ROPE_DEFAULT;
     } else if (!strcmp(type, "dynamic")) {
@@ -153,15 +134,13 @@ static qv_status parse_rope(const qv_json *o, const char *file, qv_llm_config *c
     return QV_OK;
 }
 
-/* A decoder-only LLM config (flat keys). `ctx` prefixes key names in errors. */
-static qv_status parse_llm(const qv_json *o, const char *file, const char *ctx, const char *arch, qv_llm_config *c)
+qv_status qv_cfg_parse_llm(const qv_json *o, const char *file, const char *ctx, const char *arch, qv_llm_config *c)
 {
     memset(c, 0, sizeof *c);
-    copy_str(c->architecture, sizeof c->architecture, arch);
+    qv_cfg_copy_str(c->architecture, sizeof c->architecture, arch);
     const char *mt = NULL;
     QV_TRY(qv_json_str_opt(o, "model_type", file, &mt));
-    if (!strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "Qwen2VLForConditionalGeneration") ||
-        !strcmp(arch, "LlavaQwenForCausalLM") || !strcmp(arch, "Qwen2Model")) {
+    if (!strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "Qwen2Model")) {
         c->kind = QV_DECODER_QWEN2;
         c->qkv_bias = true;
     } else if (!strcmp(arch, "InternLM2ForCausalLM")) {
@@ -174,16 +153,16 @@ static qv_status parse_llm(const qv_json *o, const char *file, const char *ctx, 
         return qv_fail(QV_ERR_UNSUPPORTED, "%s: language model architecture \"%s\" is not supported "
                        "(Qwen2ForCausalLM, InternLM2ForCausalLM, LlamaForCausalLM)", file, arch);
     }
-    QV_TRY(pos_int(o, "hidden_size", file, ctx, QV_MAX_HIDDEN, &c->hidden));
-    QV_TRY(pos_int(o, "num_hidden_layers", file, ctx, QV_MAX_LAYERS, &c->n_layers));
-    QV_TRY(pos_int(o, "num_attention_heads", file, ctx, QV_MAX_HEADS, &c->n_heads));
-    QV_TRY(pos_int(o, "intermediate_size", file, ctx, QV_MAX_INTERMEDIATE, &c->intermediate));
-    QV_TRY(pos_int(o, "vocab_size", file, ctx, QV_MAX_VOCAB, &c->vocab));
+    QV_TRY(qv_cfg_pos_int(o, "hidden_size", file, ctx, QV_MAX_HIDDEN, &c->hidden));
+    QV_TRY(qv_cfg_pos_int(o, "num_hidden_layers", file, ctx, QV_MAX_LAYERS, &c->n_layers));
+    QV_TRY(qv_cfg_pos_int(o, "num_attention_heads", file, ctx, QV_MAX_HEADS, &c->n_heads));
+    QV_TRY(qv_cfg_pos_int(o, "intermediate_size", file, ctx, QV_MAX_INTERMEDIATE, &c->intermediate));
+    QV_TRY(qv_cfg_pos_int(o, "vocab_size", file, ctx, QV_MAX_VOCAB, &c->vocab));
     c->n_kv_heads = c->n_heads;
-    QV_TRY(int_in(o, "num_key_value_heads", file, ctx, 1, QV_MAX_HEADS, false, &c->n_kv_heads));
+    QV_TRY(qv_cfg_int_in(o, "num_key_value_heads", file, ctx, 1, QV_MAX_HEADS, false, &c->n_kv_heads));
     c->head_dim = c->hidden / c->n_heads;
     if (qv_json_get(o, "head_dim") && !qv_json_is_type(qv_json_get(o, "head_dim"), json_type_null))
-        QV_TRY(pos_int(o, "head_dim", file, ctx, QV_MAX_HEAD_DIM, &c->head_dim));
+        QV_TRY(qv_cfg_pos_int(o, "head_dim", file, ctx, QV_MAX_HEAD_DIM, &c->head_dim));
     else if (c->hidden % c->n_heads)
         return qv_fail(QV_ERR_INVALID, "%s: %shidden_size %lld is not a multiple of num_attention_heads %lld", file, ctx,
                        (long long)c->hidden, (long long)c->n_heads);
@@ -197,84 +176,45 @@ static qv_status parse_llm(const qv_json *o, const char *file, const char *ctx, 
         return qv_fail(QV_ERR_INVALID, "%s: %shead dimension %lld is odd (rotary embedding needs pairs)", file, ctx,
                        (long long)c->head_dim);
     c->max_positions = 32768;
-    QV_TRY(int_in(o, "max_position_embeddings", file, ctx, 1, QV_MAX_POSITIONS, false, &c->max_positions));
+    QV_TRY(qv_cfg_int_in(o, "max_position_embeddings", file, ctx, 1, QV_MAX_POSITIONS, false, &c->max_positions));
     c->rms_eps = 1e-6;
-    QV_TRY(pos_num(o, "rms_norm_eps", file, ctx, &c->rms_eps));
+    QV_TRY(qv_cfg_pos_num(o, "rms_norm_eps", file, ctx, &c->rms_eps));
     QV_TRY(parse_rope(o, file, c));
     QV_TRY(qv_json_bool_opt(o, "tie_word_embeddings", file, &c->tie_embeddings));
-    QV_TRY(opt_id(o, "bos_token_id", file, &c->bos_id));
-    QV_TRY(opt_id(o, "eos_token_id", file, &c->eos_id));
-    QV_TRY(opt_id(o, "pad_token_id", file, &c->pad_id));
+    QV_TRY(qv_cfg_opt_id(o, "bos_token_id", file, &c->bos_id));
+    QV_TRY(qv_cfg_opt_id(o, "eos_token_id", file, &c->eos_id));
+    QV_TRY(qv_cfg_opt_id(o, "pad_token_id", file, &c->pad_id));
     const char *act = "silu";
     QV_TRY(qv_json_str_opt(o, "hidden_act", file, &act));
     if (strcmp(act, "silu") != 0)
         return qv_fail(QV_ERR_UNSUPPORTED, "%s: %shidden_act \"%s\" is not supported (silu)", file, ctx, act);
-    copy_str(c->hidden_act, sizeof c->hidden_act, act);
+    qv_cfg_copy_str(c->hidden_act, sizeof c->hidden_act, act);
     return QV_OK;
 }
 
-static qv_status parse_internvit(const qv_json *v, const char *file, qv_vision_config *c)
-{
-    const char *ctx = "vision_config.";
-    memset(c, 0, sizeof *c);
-    const char *mt = "intern_vit_6b", *norm = "layer_norm", *act = "gelu";
-    QV_TRY(qv_json_str_opt(v, "model_type", file, &mt));
-    copy_str(c->model_type, sizeof c->model_type, mt);
-    QV_TRY(pos_int(v, "hidden_size", file, ctx, QV_MAX_HIDDEN, &c->hidden));
-    QV_TRY(pos_int(v, "num_hidden_layers", file, ctx, QV_MAX_LAYERS, &c->n_layers));
-    QV_TRY(pos_int(v, "num_attention_heads", file, ctx, QV_MAX_HEADS, &c->n_heads));
-    QV_TRY(pos_int(v, "intermediate_size", file, ctx, QV_MAX_INTERMEDIATE, &c->intermediate));
-    QV_TRY(pos_int(v, "image_size", file, ctx, QV_MAX_IMAGE_SIDE, &c->image_size));
-    QV_TRY(pos_int(v, "patch_size", file, ctx, QV_MAX_IMAGE_SIDE, &c->patch_size));
-    c->channels = 3;
-    QV_TRY(int_in(v, "num_channels", file, ctx, 1, QV_MAX_CHANNELS, false, &c->channels));
-    QV_TRY(qv_json_str_opt(v, "norm_type", file, &norm));
-    if (!strcmp(norm, "layer_norm"))
-        c->norm = QV_NORM_LAYER;
-    else if (!strcmp(norm, "rms_norm"))
-        c->norm = QV_NORM_RMS;
-    else
-        return qv_fail(QV_ERR_UNSUPPORTED, "%s: vision_config.norm_type \"%s\" is not supported", file, norm);
-    c->norm_eps = 1e-6;
-    QV_TRY(pos_num(v, "layer_norm_eps", file, ctx, &c->norm_eps));
-    QV_TRY(qv_json_bool_opt(v, "qkv_bias", file, &c->qkv_bias));
-    QV_TRY(qv_json_bool_opt(v, "qk_normalization", file, &c->qk_norm));
-    QV_TRY(qv_json_str_opt(v, "hidden_act", file, &act));
-    copy_str(c->hidden_act, sizeof c->hidden_act, act);
-    if (c->hidden % c->n_heads || c->image_size % c->patch_size)
-        return qv_fail(QV_ERR_INVALID, "%s: vision_config dimensions are inconsistent", file);
-    return QV_OK;
-}
+/* transformers writes text_config.model_type but often no architectures there. */
+static const struct {
+    const char *model_type, *arch;
+} k_text_arch[] = {{"qwen2", "Qwen2ForCausalLM"}, {"llama", "LlamaForCausalLM"}, {"internlm2", "InternLM2ForCausalLM"}};
 
-static qv_status parse_qwen2vl_vision(const qv_json *v, const char *file, qv_vision_config *c)
+qv_status qv_cfg_parse_text_config(const qv_json *root, const qv_json *sub, const char *file, const char *ctx,
+                                   const char *arch, qv_llm_config *c)
 {
-    const char *ctx = "vision_config.";
-    memset(c, 0, sizeof *c);
-    copy_str(c->model_type, sizeof c->model_type, "qwen2_vl");
-    int64_t mlp_ratio = 4;
-    QV_TRY(pos_int(v, "embed_dim", file, ctx, QV_MAX_HIDDEN, &c->hidden));
-    QV_TRY(pos_int(v, "depth", file, ctx, QV_MAX_LAYERS, &c->n_layers));
-    QV_TRY(pos_int(v, "num_heads", file, ctx, QV_MAX_HEADS, &c->n_heads));
-    QV_TRY(int_in(v, "mlp_ratio", file, ctx, 1, 64, false, &mlp_ratio));
-    c->intermediate = c->hidden * mlp_ratio;
-    if (c->intermediate > QV_MAX_INTERMEDIATE)
-        return qv_fail(QV_ERR_INVALID, "%s: vision_config: embed_dim x mlp_ratio = %lld is out of range (1..%lld)", file,
-                       (long long)c->intermediate, (long long)QV_MAX_INTERMEDIATE);
-    QV_TRY(pos_int(v, "patch_size", file, ctx, QV_MAX_IMAGE_SIDE, &c->patch_size));
-    QV_TRY(pos_int(v, "hidden_size", file, ctx, QV_MAX_HIDDEN, &c->out_hidden));
-    c->spatial_merge_size = 2;
-    c->temporal_patch_size = 2;
-    c->channels = 3;
-    QV_TRY(int_in(v, "spatial_merge_size", file, ctx, 1, 64, false, &c->spatial_merge_size));
-    QV_TRY(int_in(v, "temporal_patch_size", file, ctx, 1, 64, false, &c->temporal_patch_size));
-    QV_TRY(int_in(v, "in_chans", file, ctx, 1, QV_MAX_CHANNELS, false, &c->channels));
-    if (c->hidden % c->n_heads)
-        return qv_fail(QV_ERR_INVALID, "%s: vision_config: embed_dim %lld is not a multiple of num_heads %lld", file,
-                       (long long)c->hidden, (long long)c->n_heads);
-    c->norm = QV_NORM_LAYER;
-    c->norm_eps = 1e-6;
-    c->qkv_bias = true;
-    copy_str(c->hidden_act, sizeof c->hidden_act, "quick_gelu");
+    const char *mt = NULL;
+    if (!arch)
+        arch = qv_cfg_first_arch(sub);
+    if (!arch) {
+        QV_TRY(qv_json_str_opt(sub, "model_type", file, &mt));
+        for (size_t i = 0; mt && i < QV_ARRAY_LEN(k_text_arch) && !arch; i++)
+            if (!strcmp(mt, k_text_arch[i].model_type))
+                arch = k_text_arch[i].arch;
+        if (!arch)
+            return qv_fail(QV_ERR_UNSUPPORTED, "%s: %s%s \"%s\" is not supported (qwen2, llama, internlm2)", file, ctx,
+                           mt ? "model_type" : "architectures", mt ? mt : "(none)");
+    }
+    QV_TRY(qv_cfg_parse_llm(sub, file, ctx, arch, c));
+    if (sub != root && !qv_json_get(sub, "tie_word_embeddings"))
+        QV_TRY(qv_json_bool_opt(root, "tie_word_embeddings", file, &c->tie_embeddings));
     return QV_OK;
 }
 
@@ -312,90 +252,29 @@ qv_status qv_model_config_parse(const char *text, size_t len, const char *path, 
         cfg->path = NULL;
         return st;
     }
+    const qv_family *fam = NULL;
     if (!qv_json_is_type(root, json_type_object)) {
         st = qv_fail(QV_ERR_FORMAT, "%s: not a JSON object", file);
         goto done;
     }
-    const char *arch = first_arch(root);
+    const char *arch = qv_cfg_first_arch(root);
     if (!arch) {
         st = qv_fail(QV_ERR_INVALID, "%s: missing field \"architectures\"", file);
         goto done;
     }
-    copy_str(cfg->architecture, sizeof cfg->architecture, arch);
+    qv_cfg_copy_str(cfg->architecture, sizeof cfg->architecture, arch);
     const char *dt = NULL;
     QV_CHECK(st = qv_json_str_opt(root, "torch_dtype", file, &dt), done);
     if (!dt)
         QV_CHECK(st = qv_json_str_opt(root, "dtype", file, &dt), done);
-    copy_str(cfg->torch_dtype, sizeof cfg->torch_dtype, dt);
-
-    if (!strcmp(arch, "InternVLChatModel")) {
-        qv_json *lc, *vc;
-        QV_CHECK(st = qv_json_obj(root, "llm_config", file, &lc), done);
-        QV_CHECK(st = qv_json_obj(root, "vision_config", file, &vc), done);
-        const char *larch = first_arch(lc);
-        if (!larch) {
-            st = qv_fail(QV_ERR_INVALID, "%s: missing field \"llm_config.architectures\"", file);
-            goto done;
-        }
-        QV_CHECK(st = parse_llm(lc, file, "llm_config.", larch, &cfg->llm), done);
-        QV_CHECK(st = parse_internvit(vc, file, &cfg->vision), done);
-        cfg->has_vision = true;
-        const char *tmpl = "internlm2-chat", *ps = "v1";
-        QV_CHECK(st = qv_json_str_opt(root, "template", file, &tmpl), done);
-        QV_CHECK(st = qv_json_str_opt(root, "ps_version", file, &ps), done);
-        copy_str(cfg->template_name, sizeof cfg->template_name, tmpl);
-        copy_str(cfg->ps_version, sizeof cfg->ps_version, ps);
-        cfg->downsample_ratio = 0.5;
-        cfg->select_layer = -1;
-        cfg->force_image_size = cfg->vision.image_size;
-        cfg->min_dynamic_patch = 1;
-        cfg->max_dynamic_patch = 12;
-        cfg->use_thumbnail = true;
-        QV_CHECK(st = qv_json_num_opt(root, "downsample_ratio", file, &cfg->downsample_ratio), done);
-        int64_t nl = cfg->vision.n_layers;
-        QV_CHECK(st = int_in(root, "select_layer", file, "", -nl - 1, nl, false, &cfg->select_layer), done);
-        QV_CHECK(st = int_in(root, "force_image_size", file, "", 1, QV_MAX_IMAGE_SIDE, false, &cfg->force_image_size),
-                 done);
-        QV_CHECK(st = int_in(root, "min_dynamic_patch", file, "", 0, 1024, false, &cfg->min_dynamic_patch), done);
-        QV_CHECK(st = int_in(root, "max_dynamic_patch", file, "", 0, 1024, false, &cfg->max_dynamic_patch), done);
-        QV_CHECK(st = qv_json_bool_opt(root, "use_thumbnail", file, &cfg->use_thumbnail), done);
-        if (!strcmp(tmpl, "Hermes-2") || !strcmp(tmpl, "internlm2-chat") || !strcmp(tmpl, "phi3-chat")) {
-            cfg->family = QV_FAMILY_INTERNVL2;
-        } else if (!strcmp(tmpl, "internvl2_5")) {
-            cfg->family = QV_FAMILY_INTERNVL3;
-        } else {
-            st = qv_fail(QV_ERR_UNSUPPORTED, "%s: InternVL template \"%s\" is not supported (Hermes-2, internlm2-chat, "
-                         "internvl2_5)", file, tmpl);
-            goto done;
-        }
-        if (cfg->downsample_ratio != 0.5) {
-            st = qv_fail(QV_ERR_UNSUPPORTED, "%s: downsample_ratio %g is not supported (0.5)", file, cfg->downsample_ratio);
-            goto done;
-        }
-    } else if (!strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "LlamaForCausalLM") ||
-               !strcmp(arch, "InternLM2ForCausalLM")) {
-        cfg->family = QV_FAMILY_TEXT;
-        QV_CHECK(st = parse_llm(root, file, "", arch, &cfg->llm), done);
-    } else if (!strcmp(arch, "Qwen2VLForConditionalGeneration")) {
-        cfg->family = QV_FAMILY_QWEN2_VL;
-        qv_json *tc = qv_json_get(root, "text_config"), *vc;
-        QV_CHECK(st = parse_llm(qv_json_is_type(tc, json_type_object) ? tc : root, file, "", arch, &cfg->llm), done);
-        QV_CHECK(st = qv_json_obj(root, "vision_config", file, &vc), done);
-        QV_CHECK(st = parse_qwen2vl_vision(vc, file, &cfg->vision), done);
-        cfg->has_vision = true;
-        QV_CHECK(st = opt_id(root, "image_token_id", file, &cfg->image_token_id), done);
-        QV_CHECK(st = opt_id(root, "vision_start_token_id", file, &cfg->vision_start_id), done);
-        QV_CHECK(st = opt_id(root, "vision_end_token_id", file, &cfg->vision_end_id), done);
-    } else if (!strcmp(arch, "LlavaQwenForCausalLM")) {
-        cfg->family = QV_FAMILY_LLAVA_ONEVISION;
-        QV_CHECK(st = parse_llm(root, file, "", arch, &cfg->llm), done);
-        cfg->has_vision = true;
-        copy_str(cfg->vision.model_type, sizeof cfg->vision.model_type, "siglip_vision_model");
-        QV_CHECK(st = int_in(root, "mm_hidden_size", file, "", 1, QV_MAX_HIDDEN, false, &cfg->vision.hidden), done);
-    } else {
+    qv_cfg_copy_str(cfg->torch_dtype, sizeof cfg->torch_dtype, dt);
+    if (!(fam = qv_family_by_architecture(arch))) {
         st = qv_fail(QV_ERR_UNSUPPORTED, "%s: architecture \"%s\" is not supported (supported: %s)", file, arch,
-                     k_supported);
+                     qv_supported_architectures());
+        goto done;
     }
+    cfg->family = fam->id; /* the parser may move it to a sibling entry (InternVL2 / InternVL3) */
+    st = fam->parse_config(root, arch, file, cfg);
 done:
     qv_json_free(root);
     if (st != QV_OK) {
@@ -419,34 +298,8 @@ const char *qv_part_name(qv_part p)
     return (unsigned)p < QV_PART_COUNT ? names[p] : "?";
 }
 
-static bool starts(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
-
-qv_part qv_model_part_of(const qv_model_config *cfg, const char *n)
+qv_part qv_model_part_of(const qv_model_config *cfg, const char *tensor_name)
 {
-    switch (cfg->family) {
-    case QV_FAMILY_INTERNVL2:
-    case QV_FAMILY_INTERNVL3:
-        if (starts(n, "vision_model.") || starts(n, "model.vision_tower."))
-            return QV_PART_VISION;
-        if (starts(n, "mlp1.") || starts(n, "model.multi_modal_projector."))
-            return QV_PART_PROJECTOR;
-        return QV_PART_LLM;
-    case QV_FAMILY_QWEN2_VL:
-        if (starts(n, "visual.merger.") || starts(n, "model.visual.merger."))
-            return QV_PART_PROJECTOR;
-        if (starts(n, "visual.") || starts(n, "model.visual."))
-            return QV_PART_VISION;
-        return QV_PART_LLM;
-    case QV_FAMILY_LLAVA_ONEVISION:
-        if (starts(n, "model.vision_tower.") || starts(n, "vision_tower.") || starts(n, "model.vision_tower"))
-            return QV_PART_VISION;
-        if (starts(n, "model.mm_projector.") || starts(n, "model.image_newline") ||
-            starts(n, "model.multi_modal_projector.") || starts(n, "multi_modal_projector.") ||
-            starts(n, "image_newline"))
-            return QV_PART_PROJECTOR;
-        return QV_PART_LLM;
-    case QV_FAMILY_TEXT:
-        return QV_PART_LLM;
-    }
-    return QV_PART_LLM;
+    const qv_family *f = qv_family_get(cfg->family);
+    return f->part_of ? f->part_of(tensor_name) : QV_PART_LLM;
 }

@@ -1,12 +1,13 @@
 /* config.h — a Hugging Face config.json read into typed structs.
  *
- * Supported top-level architectures (config "architectures"[0]):
- *   InternVLChatModel (llm_config: Qwen2ForCausalLM, InternLM2ForCausalLM, LlamaForCausalLM;
- *                      vision_config: InternVisionModel), Qwen2ForCausalLM, LlamaForCausalLM,
- *   InternLM2ForCausalLM, Qwen2VLForConditionalGeneration, LlavaQwenForCausalLM.
- * Both the classic key spelling (rope_theta, rope_scaling, torch_dtype) and transformers 5's
- * (rope_parameters, dtype, text_config) are read. Anything else is a one-line error listing the
- * supported architectures. */
+ * The top-level architecture (config "architectures"[0]) picks the model family that reads the
+ * rest (src/family/: InternVLChatModel and InternVLForConditionalGeneration, Qwen2ForCausalLM,
+ * LlamaForCausalLM, InternLM2ForCausalLM, Qwen2VLForConditionalGeneration,
+ * Qwen2_5_VLForConditionalGeneration (family qwen2_vl, vision model_type "qwen2_5_vl"),
+ * LlavaQwenForCausalLM and LlavaOnevisionForConditionalGeneration). Both the classic key
+ * spelling (rope_theta, rope_scaling, torch_dtype) and transformers 5's (rope_parameters, dtype,
+ * text_config) are read. Anything else is a one-line error listing the supported architectures.
+ */
 #ifndef QV_MODEL_CONFIG_H
 #define QV_MODEL_CONFIG_H
 
@@ -41,10 +42,11 @@ typedef enum qv_rope_kind {
     QV_ROPE_LLAMA3
 } qv_rope_kind;
 
+/* One value per entry of the family table (src/family/family.c). */
 typedef enum qv_family_id {
     QV_FAMILY_TEXT = 0,       /* plain decoder-only LLM */
     QV_FAMILY_INTERNVL2,      /* InternVLChatModel with an InternVL2 template */
-    QV_FAMILY_INTERNVL3,      /* InternVLChatModel with the internvl2_5 template */
+    QV_FAMILY_INTERNVL3,      /* InternVLChatModel with the internvl2_5 template, or the -hf layout */
     QV_FAMILY_QWEN2_VL,
     QV_FAMILY_LLAVA_ONEVISION
 } qv_family_id;
@@ -88,6 +90,11 @@ typedef struct qv_vision_config {
     char hidden_act[24];
     /* Qwen2-VL */
     int64_t spatial_merge_size, temporal_patch_size, out_hidden;
+    /* Qwen2.5-VL (model_type "qwen2_5_vl"): gated SiLU MLP, RMSNorm, window attention */
+    bool gated_mlp;
+    int64_t window_size;       /* pixels (112); 0 = no window attention */
+    int n_fullatt;
+    int fullatt[64];           /* fullatt_block_indexes: blocks with whole-image attention */
 } qv_vision_config;
 
 typedef struct qv_model_config {
@@ -107,6 +114,19 @@ typedef struct qv_model_config {
     bool use_thumbnail;
     /* Qwen2-VL / LLaVA token ids (-1 when absent) */
     int64_t image_token_id, vision_start_id, vision_end_id;
+    /* LLaVA-OneVision, both layouts (MODELS.md §2.1, §2.7) */
+    struct {
+        char vision_tower[256];  /* lmms-lab mm_vision_tower (folder or hub id); "" for the llava-hf layout,
+                                    whose tower config is inline (vision above) */
+        char projector[32];      /* "mlp2x_gelu" (lmms-lab mm_projector_type; llava-hf: from projector_hidden_act) */
+        int64_t feature_layer;   /* tower layers run = n_layers + 1 + feature_layer: lmms-lab −2 (LLaVA-NeXT
+                                    deletes the last layer), llava-hf vision_feature_layer */
+        bool image_newline;      /* image_newline after each crop's rows (lmms-lab: mm_patch_merge_type
+                                    spatial*unpad*; llava-hf: always) */
+        int64_t max_length;      /* tokenizer_model_max_length: post-splice truncation (0 = none) */
+        bool left_pad;           /* tokenizer_padding_side == "left" (post-splice re-padding) */
+        bool hf_layout;          /* llava-hf config: image_grid_pinpoints are (height, width) pairs */
+    } llava;
 } qv_model_config;
 
 /* Reads <dir>/config.json (or a config.json path). On failure nothing needs freeing. */
@@ -114,13 +134,15 @@ qv_status qv_model_config_load(const char *path, qv_model_config *cfg);
 /* The same from memory; `path` names the file in errors and is kept in cfg->path. */
 qv_status qv_model_config_parse(const char *text, size_t len, const char *path, qv_model_config *cfg);
 void qv_model_config_free(qv_model_config *cfg);
-const char *qv_family_name(qv_family_id f);
 const char *qv_decoder_name(qv_decoder_kind k);
-/* "InternVLChatModel, Qwen2ForCausalLM, ..." */
+/* The family's name ("internvl2", "qwen2_vl", ...; "?" for an id outside the table) and the
+ * architectures the family table reads, "InternVLChatModel, Qwen2ForCausalLM, ..." (both
+ * defined in src/family/family.c). */
+const char *qv_family_name(qv_family_id f);
 const char *qv_supported_architectures(void);
 
 /* Which part of the model a checkpoint tensor belongs to: QV_PART_VISION, _PROJECTOR or _LLM
- * (by the family's key prefixes; both hub and transformers-5 layouts). */
+ * (the family's part_of: its key prefixes in every layout it reads). */
 typedef enum qv_part { QV_PART_VISION = 0, QV_PART_PROJECTOR, QV_PART_LLM, QV_PART_COUNT } qv_part;
 qv_part qv_model_part_of(const qv_model_config *cfg, const char *tensor_name);
 const char *qv_part_name(qv_part p);

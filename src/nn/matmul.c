@@ -4,6 +4,7 @@
 #include "matmul.h"
 
 #include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,22 +191,11 @@ static qv_status thread_scratch(size_t n, void **p)
     return QV_OK;
 }
 
-qv_status qv_matmul(qv_dtype dt, int64_t M, int64_t N, int64_t K, const void *a, int64_t lda, const void *b,
-                    int64_t ldb, const float *bias, float *c, int64_t ldc, unsigned flags)
+/* One oneDNN call on a tile; run with the calling task's OpenMP thread count set to 1, so the
+ * primitive is created and executed single-threaded. */
+static qv_status matmul_tile(qv_dtype dt, int64_t M, int64_t N, int64_t K, const void *a, int64_t lda, const void *b,
+                             int64_t ldb, const float *bias, float *c, int64_t ldc, unsigned flags)
 {
-    if (dt != QV_F32 && dt != QV_BF16)
-        return qv_fail(QV_ERR_INTERNAL, "matmul: dtype %s not supported (F32, BF16)", qv_dtype_name(dt));
-    if (dt == QV_BF16 && !qv_matmul_bf16_native())
-        return qv_fail(QV_ERR_UNSUPPORTED, "matmul: BF16 needs a CPU with AVX512-BF16 or AMX (oneDNN ISA %s)",
-                       qv_matmul_isa_name());
-    if (M <= 0 || N <= 0)
-        return QV_OK;
-    if (K <= 0) { /* empty reduction: C = bias (or unchanged when accumulating) */
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++)
-                c[i * ldc + j] = ((flags & QV_MM_ACCUMULATE) ? c[i * ldc + j] : 0.0f) + (bias ? bias[j] : 0.0f);
-        return QV_OK;
-    }
     mm_key k = {M, N, K, lda, ldb, ldc, (int)dt, flags & (QV_MM_B_NK | QV_MM_ACCUMULATE), bias != NULL};
     mm_entry *e;
     QV_TRY(get_entry(&k, &e));
@@ -257,6 +247,56 @@ done:
     if (msp)
         dnnl_memory_destroy(msp);
     return st;
+}
+
+/* Tiles of C computed by one thread each. Fixed sizes, independent of the thread count, so every
+ * output element is always produced by the same single-threaded primitive with the same K order:
+ * results are bit-identical for any --threads (oneDNN itself may split K across threads). */
+#define MM_TILE_M 128
+#define MM_TILE_N 512
+
+qv_status qv_matmul(qv_dtype dt, int64_t M, int64_t N, int64_t K, const void *a, int64_t lda, const void *b,
+                    int64_t ldb, const float *bias, float *c, int64_t ldc, unsigned flags)
+{
+    if (dt != QV_F32 && dt != QV_BF16)
+        return qv_fail(QV_ERR_INTERNAL, "matmul: dtype %s not supported (F32, BF16)", qv_dtype_name(dt));
+    if (dt == QV_BF16 && !qv_matmul_bf16_native())
+        return qv_fail(QV_ERR_UNSUPPORTED, "matmul: BF16 needs a CPU with AVX512-BF16 or AMX (oneDNN ISA %s)",
+                       qv_matmul_isa_name());
+    if (M <= 0 || N <= 0)
+        return QV_OK;
+    if (K <= 0) { /* empty reduction: C = bias (or unchanged when accumulating) */
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++)
+                c[i * ldc + j] = ((flags & QV_MM_ACCUMULATE) ? c[i * ldc + j] : 0.0f) + (bias ? bias[j] : 0.0f);
+        return QV_OK;
+    }
+    const size_t es = qv_dtype_size(dt);
+    const int64_t tm = (M + MM_TILE_M - 1) / MM_TILE_M, tn = (N + MM_TILE_N - 1) / MM_TILE_N, nt = tm * tn;
+    const int nthr = omp_in_parallel() ? 1 : omp_get_max_threads();
+    qv_error_state err = {QV_OK, ""};
+#pragma omp parallel num_threads(nthr) if (nthr > 1 && nt > 1)
+    {
+        const int saved = omp_get_max_threads();
+        if (saved != 1)
+            omp_set_num_threads(1);
+#pragma omp for schedule(dynamic)
+        for (int64_t t = 0; t < nt; t++) {
+            const int64_t i0 = (t / tn) * MM_TILE_M, j0 = (t % tn) * MM_TILE_N;
+            const int64_t mi = QV_MIN((int64_t)MM_TILE_M, M - i0), nj = QV_MIN((int64_t)MM_TILE_N, N - j0);
+            const char *bt = (flags & QV_MM_B_NK) ? (const char *)b + (size_t)(j0 * ldb) * es : (const char *)b + (size_t)j0 * es;
+            qv_status st = matmul_tile(dt, mi, nj, K, (const char *)a + (size_t)(i0 * lda) * es, lda, bt, ldb,
+                                       bias ? bias + j0 : NULL, c + i0 * ldc + j0, ldc, flags);
+            if (st != QV_OK) {
+#pragma omp critical(qv_matmul_err)
+                if (err.status == QV_OK)
+                    qv_error_save(&err, st);
+            }
+        }
+        if (saved != 1)
+            omp_set_num_threads(saved);
+    }
+    return err.status == QV_OK ? QV_OK : qv_error_restore(&err);
 }
 
 bool qv_matmul_bf16_native(void)

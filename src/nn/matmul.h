@@ -6,11 +6,16 @@
  * nn.Linear layout [out, in], used without a transpose copy). A and B share one dtype, F32 or
  * BF16 (oneDNN 2.6 has no mixed f32 x bf16 matmul); C and bias are F32 (f32 accumulation).
  *
- * Primitives are created once per shape and cached (thread-safe); every call runs with a
+ * Determinism: C is cut into fixed 128x512 tiles, each computed by ONE single-threaded oneDNN
+ * primitive (the OpenMP thread count is 1 while it is created and run), and the tiles are spread
+ * over the threads. oneDNN on its own may split the K reduction across threads, which made
+ * results depend on --threads; with fixed tiles every output element always comes from the same
+ * code with the same K order, so results are bit-identical for any thread count. Inside an
+ * OpenMP parallel region a call runs its tiles on the calling thread.
+ *
+ * Primitives are created once per tile shape and cached (thread-safe); every call runs with a
  * user-managed scratchpad from a per-thread buffer so calls from several threads at once are
- * safe. oneDNN uses the OpenMP runtime: inside an OpenMP parallel region a call runs on the
- * calling thread only. All strides are in elements and may be unaligned (views into mmapped
- * checkpoints). */
+ * safe. All strides are in elements and may be unaligned (views into mmapped checkpoints). */
 #ifndef QV_NN_MATMUL_H
 #define QV_NN_MATMUL_H
 

@@ -78,18 +78,17 @@ static char *slurp(const char *path)
     return data;
 }
 
-int qt_run_cli(char **out, char **err, const char *fmt, ...)
+static int run_cli_v(const char *launcher, char **out, char **err, const char *fmt, va_list ap)
 {
     char args[8192], cmd[12288], of[] = "/tmp/qvlm-out-XXXXXX", ef[] = "/tmp/qvlm-err-XXXXXX";
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
     int fo = mkstemp(of), fe = mkstemp(ef);
     cr_assert(fo >= 0 && fe >= 0);
     close(fo);
     close(fe);
-    snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s'", QV_CLI, args, of, ef);
+    /* from the source folder, so that the configs' relative paths (tests/fixtures/...) resolve */
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s' %s >'%s' 2>'%s'", QV_SOURCE_DIR, launcher ? launcher : "", QV_CLI,
+             args, of, ef);
     int st = system(cmd);
     char *e = slurp(ef);
     if (out)
@@ -111,6 +110,24 @@ int qt_run_cli(char **out, char **err, const char *fmt, ...)
     return WEXITSTATUS(st);
 }
 
+int qt_run_cli(char **out, char **err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = run_cli_v(NULL, out, err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int qt_run_cli_via(const char *launcher, char **out, char **err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = run_cli_v(launcher, out, err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
 int qt_count_lines(const char *s)
 {
     int n = 0;
@@ -119,4 +136,27 @@ int qt_count_lines(const char *s)
     if (*s && s[strlen(s) - 1] != '\n')
         n++;
     return n;
+}
+
+bool qt_same_file(const char *a, const char *b)
+{
+    char *x = NULL, *y = NULL;
+    size_t na = 0, nb = 0;
+    cr_assert_eq(qv_read_file(a, (size_t)1 << 30, &x, &na), QV_OK, "%s", qv_last_error());
+    cr_assert_eq(qv_read_file(b, (size_t)1 << 30, &y, &nb), QV_OK, "%s", qv_last_error());
+    bool same = na == nb && memcmp(x, y, na) == 0;
+    qv_free(x);
+    qv_free(y);
+    return same;
+}
+
+void qt_expect_same_outputs(const char *a, const char *b, const char *what)
+{
+    const char *files[] = {"search.json", "scales.safetensors", "eval.json"};
+    for (size_t i = 0; i < 3; i++) {
+        char pa[1024], pb[1024];
+        snprintf(pa, sizeof pa, "%s/%s", a, files[i]);
+        snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
+        cr_expect(qt_same_file(pa, pb), "%s: %s differs", what, files[i]);
+    }
 }

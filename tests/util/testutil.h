@@ -3,6 +3,7 @@
 #ifndef QV_TESTUTIL_H
 #define QV_TESTUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,14 @@ char *qt_tmpdir(void);
  * caller frees; either may be NULL). Returns the exit status, or -1 when the process died by a
  * signal. A sanitizer report from the child fails the calling test. */
 int qt_run_cli(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The same with a launcher command before the binary (e.g. "mpirun -np 2"). */
+int qt_run_cli_via(const char *launcher, char **out, char **err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Whether two files hold the same bytes (aborts the test when one cannot be read). */
+bool qt_same_file(const char *a, const char *b);
+/* Expects search.json, scales.safetensors and eval.json of two quantize output folders to be
+ * byte-identical (what: named in the failure). */
+void qt_expect_same_outputs(const char *a, const char *b, const char *what);
 /* Number of lines in s (a final line without newline counts). */
 int qt_count_lines(const char *s);
 
