@@ -765,6 +765,7 @@ qv_status qv_st_writer_begin(qv_st_writer *w)
             st = QV_ERR_NOMEM;
     }
     if (st == QV_OK) {
+        qv_remove_stale_temps(w->path);
         w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (w->fd < 0)
             st = qv_fail(QV_ERR_IO, "%s: cannot create: %s", w->path, strerror(errno));
