@@ -6,7 +6,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -117,6 +120,35 @@ int qt_run_cli(char **out, char **err, const char *fmt, ...)
     int rc = run_cli_v(NULL, out, err, fmt, ap);
     va_end(ap);
     return rc;
+}
+
+int qt_spawn_cli(int err_fd, long long fsize_limit, const char *const *argv)
+{
+    size_t n = 0;
+    while (argv[n])
+        n++;
+    const char **full = calloc(n + 2, sizeof *full);
+    cr_assert_not_null(full);
+    full[0] = QV_CLI;
+    memcpy(full + 1, argv, n * sizeof *argv);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert(pid >= 0, "fork failed");
+    if (pid == 0) { /* only async-signal-safe calls from here to exec */
+        int null = open("/dev/null", O_RDWR);
+        if (null < 0 || dup2(null, 1) < 0 || dup2(err_fd >= 0 ? err_fd : null, 2) < 0 || chdir(QV_SOURCE_DIR) != 0)
+            _exit(127);
+        if (fsize_limit >= 0) {
+            struct rlimit rl = {(rlim_t)fsize_limit, (rlim_t)fsize_limit};
+            signal(SIGXFSZ, SIG_IGN); /* kept across exec: writes fail with EFBIG instead */
+            if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+                _exit(127);
+        }
+        execv(QV_CLI, (char *const *)full);
+        _exit(127);
+    }
+    free(full);
+    return (int)pid;
 }
 
 int qt_run_cli_via(const char *launcher, char **out, char **err, const char *fmt, ...)
