@@ -77,9 +77,9 @@ Test(cli_inspect, text_output_and_usage)
     cr_assert(strstr(out, "model-00002-of-00002.safetensors"));
     free(out);
     free(err);
-    cr_assert_eq(qt_run_cli(&out, &err, "inspect"), 2);
-    cr_assert_eq(qt_run_cli(&out, &err, "inspect a b"), 2);
-    cr_assert_eq(qt_run_cli(&out, &err, "inspect --bogus x"), 2);
+    cr_assert_eq(qt_run_cli(NULL, NULL, "inspect"), 2);
+    cr_assert_eq(qt_run_cli(NULL, NULL, "inspect a b"), 2);
+    cr_assert_eq(qt_run_cli(NULL, NULL, "inspect --bogus x"), 2);
     cr_assert_eq(qt_run_cli(&out, &err, "inspect --help"), 0);
     cr_assert(strstr(out, "usage: qvlm inspect"));
     free(out);

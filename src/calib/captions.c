@@ -5,6 +5,7 @@
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../core/fsutil.h"
 #include "../io/json.h"
@@ -383,6 +384,29 @@ void qv_captions_free(qv_caption_file *f)
     qv_free(f->items);
     qv_free(f->path);
     memset(f, 0, sizeof *f);
+}
+
+qv_status qv_captions_check_images(const qv_caption_file *f, const char *image_folder, size_t *bad)
+{
+    const char *name = f->path ? f->path : "caption file";
+    for (size_t i = 0; i < f->n_items; i++) {
+        const qv_caption_item *it = &f->items[i];
+        for (size_t k = 0; k < it->n_images; k++) {
+            char *p = qv_path_join(image_folder, it->images[k]);
+            if (!p)
+                return QV_ERR_NOMEM;
+            struct stat st;
+            bool ok = stat(p, &st) == 0 && S_ISREG(st.st_mode);
+            qv_free(p);
+            if (!ok) {
+                if (bad)
+                    *bad = i;
+                return qv_fail(QV_ERR_IO, "%s:%zu: entry %zu: image \"%s\" not found in %s", name, it->line, it->index,
+                               it->images[k], image_folder);
+            }
+        }
+    }
+    return QV_OK;
 }
 
 /* ---- selection (§7.2) --------------------------------------------------------------------- */

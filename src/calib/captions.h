@@ -51,6 +51,12 @@ qv_status qv_captions_load(const char *path, qv_caption_file *out);
 qv_status qv_captions_parse(const char *text, size_t len, const char *name, qv_caption_file *out);
 void qv_captions_free(qv_caption_file *f);
 
+/* Checks, before any work, that every image the items name is a regular file under
+ * image_folder (a calibration run must not fail on item 97 after hours of work). On the first
+ * missing one: "<file>:<line>: entry <i>: image \"<name>\" not found in <image_folder>", and
+ * *bad (may be NULL) gets the item's index, for callers that skip bad items instead. */
+qv_status qv_captions_check_images(const qv_caption_file *f, const char *image_folder, size_t *bad);
+
 /* §7.2 shuffle: perm[k] = file index of the item at position k after
  * `numpy.random.default_rng(seed).shuffle(items)` (= permutation(n_items)). */
 void qv_captions_shuffle_order(size_t n_items, uint64_t seed, size_t *perm);

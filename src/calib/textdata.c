@@ -34,7 +34,7 @@ static qv_status map_file(const char *path, const char **data, size_t *size)
 {
     *data = NULL;
     *size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO is refused, not waited on */
     if (fd < 0)
         return qv_fail(QV_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat st;

@@ -1,5 +1,6 @@
 /* options.c — option parsing and the error/usage conventions of the CLI (cli.h). */
 #include "cli.h"
+#include "core/budget.h"
 
 #include <time.h>
 
@@ -212,5 +213,6 @@ int qv_cli_parse(const qv_cli_cmd *cmd, int argc, char **argv, const char **pos,
     if (qv_cli.threads < 0 || qv_cli.threads > 4096)
         return qv_cli_usage_error(cmd->name, "--threads must be between 1 and 4096");
     qv_cli_apply_threads();
+    qv_budget_set(qv_cli.max_memory);
     return -1;
 }

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,31 +16,40 @@ qv_status qv_read_file(const char *path, size_t max_bytes, char **data, size_t *
     *data = NULL;
     if (len)
         *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; it is refused
+     * below. Reads of a regular file ignore the flag. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return qv_fail(QV_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         return qv_fail(QV_ERR_IO, "%s: not a regular file", path);
     }
     if ((uint64_t)st.st_size > max_bytes) {
-        fclose(f);
+        close(fd);
         return qv_fail(QV_ERR_INVALID, "%s: file too large (%lld bytes, limit %zu)", path, (long long)st.st_size,
                        max_bytes);
     }
     size_t n = (size_t)st.st_size;
     char *buf = qv_malloc(n + 1, path);
     if (!buf) {
-        fclose(f);
+        close(fd);
         return QV_ERR_NOMEM;
     }
-    size_t got = fread(buf, 1, n, f);
-    int err = ferror(f);
-    fclose(f);
-    if (got != n || err) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = read(fd, buf + got, n - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break; /* error, or the file shrank while we read it */
+        got += (size_t)k;
+    }
+    close(fd);
+    if (got != n) {
         qv_free(buf);
-        return qv_fail(QV_ERR_IO, "%s: read failed", path);
+        return qv_fail(QV_ERR_IO, "%s: read failed (%zu of %zu bytes)", path, got, n);
     }
     buf[n] = 0;
     *data = buf;
@@ -49,6 +59,59 @@ qv_status qv_read_file(const char *path, size_t max_bytes, char **data, size_t *
 }
 
 static atomic_uint tmp_counter;
+
+/* The pid in `rest` = "<pid>" or "<pid>.<n>" (n only with allow_n), else 0. */
+static long temp_pid(const char *rest, bool allow_n)
+{
+    char *end;
+    if (*rest < '1' || *rest > '9')
+        return 0;
+    long pid = strtol(rest, &end, 10);
+    if (*end == '.' && allow_n && end[1] >= '0' && end[1] <= '9') {
+        char *e2;
+        (void)strtoul(end + 1, &e2, 10);
+        end = e2;
+    }
+    return *end == 0 && pid > 0 ? pid : 0;
+}
+
+void qv_remove_stale_temps(const char *path)
+{
+    static const struct {
+        const char *tag;
+        bool with_n;
+    } tags[] = {{".tmp.", true}, {".qvlm-tmp.", false}, {".qvlm-old.", false}};
+    char *dir = qv_path_dirname(path);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t nb = strlen(base);
+    DIR *d = dir && nb ? opendir(dir) : NULL;
+    if (!d) {
+        qv_free(dir);
+        return;
+    }
+    const long self = (long)getpid();
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, base, nb) != 0)
+            continue;
+        for (size_t t = 0; t < QV_ARRAY_LEN(tags); t++) {
+            size_t nt = strlen(tags[t].tag);
+            if (strncmp(e->d_name + nb, tags[t].tag, nt) != 0)
+                continue;
+            long pid = temp_pid(e->d_name + nb + nt, tags[t].with_n);
+            if (pid && pid != self && pid == (long)(pid_t)pid && kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+                char *p = qv_path_join(dir, e->d_name);
+                if (p)
+                    qv_remove_tree(p); /* best effort: an error only leaves the debris */
+                qv_free(p);
+            }
+            break;
+        }
+    }
+    closedir(d);
+    qv_free(dir);
+}
 
 qv_status qv_atomic_open(qv_atomic_file *af, const char *path)
 {
@@ -61,6 +124,7 @@ qv_status qv_atomic_open(qv_atomic_file *af, const char *path)
         af->path = af->tmp = NULL;
         return QV_ERR_NOMEM;
     }
+    qv_remove_stale_temps(path);
     af->f = fopen(af->tmp, "wb");
     if (!af->f) {
         qv_status st = qv_fail(QV_ERR_IO, "%s: cannot create: %s", path, strerror(errno));

@@ -24,6 +24,13 @@ qv_status qv_atomic_commit(qv_atomic_file *af);
 void qv_atomic_abort(qv_atomic_file *af);
 /* Convenience: writes a whole buffer crash-safely. */
 qv_status qv_write_file_atomic(const char *path, const void *data, size_t n);
+/* Removes what writers of `path` that were killed before they committed left beside it: the
+ * entries of its folder named "<name>.tmp.<pid>.<n>" (qv_atomic_open, the safetensors writer),
+ * "<name>.qvlm-tmp.<pid>" or "<name>.qvlm-old.<pid>" (export folders), files or folders, whose
+ * <pid> is no longer a running process. Those of live processes (this one, a concurrent run)
+ * are kept. Best effort: called before a writer creates its own temporary, so a resumed run
+ * leaves no debris of the runs it resumes. */
+void qv_remove_stale_temps(const char *path);
 
 bool qv_path_exists(const char *path);
 bool qv_is_dir(const char *path);

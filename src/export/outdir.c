@@ -50,7 +50,8 @@ qv_status qv_outdir_begin(const char *dest, bool force, bool is_file, char **tmp
     *tmp = qv_asprintf("%s.qvlm-tmp.%ld", dest, (long)getpid());
     if (!*tmp)
         return QV_ERR_NOMEM;
-    qv_outdir_abort(*tmp); /* leftovers of a crashed run with the same pid */
+    qv_outdir_abort(*tmp);     /* leftovers of a crashed run with the same pid */
+    qv_remove_stale_temps(dest); /* and of killed runs with other pids */
     if (!is_file && mkdir(*tmp, 0755) != 0) {
         st = qv_fail(QV_ERR_IO, "%s: cannot create the temporary output folder: %s", *tmp, strerror(errno));
         qv_free(*tmp);
@@ -180,6 +181,9 @@ static qv_status copy_file(const char *from, const char *to)
             break;
     }
     close(in);
+    /* a full disk may only show at fsync or close (delayed allocation, network filesystems) */
+    if (st == QV_OK && fsync(out) != 0)
+        st = qv_fail(QV_ERR_IO, "%s: write failed: %s", to, strerror(errno));
     if (close(out) != 0 && st == QV_OK)
         st = qv_fail(QV_ERR_IO, "%s: write failed: %s", to, strerror(errno));
     return st;

@@ -32,10 +32,10 @@ static qv_status side(const qv_json *v, const char *key, const char *file, int64
 {
     qv_json *a = qv_json_get(v, key);
     if (!qv_json_is_type(a, json_type_array))
-        return qv_cfg_pos_int(v, key, file, "vision_config.", out);
+        return qv_cfg_pos_int(v, key, file, "vision_config.", QV_MAX_IMAGE_SIDE, out);
     int64_t h, w;
     if (json_object_array_length(a) != 2 || !qv_json_as_int(json_object_array_get_idx(a, 0), &h) ||
-        !qv_json_as_int(json_object_array_get_idx(a, 1), &w) || h <= 0 || h > 65536)
+        !qv_json_as_int(json_object_array_get_idx(a, 1), &w) || h <= 0 || h > QV_MAX_IMAGE_SIDE)
         return qv_fail(QV_ERR_INVALID, "%s: field \"vision_config.%s\": expected an integer or [height, width]", file,
                        key);
     if (h != w)
@@ -54,15 +54,14 @@ static qv_status parse_internvit(const qv_json *v, const char *file, bool hf, qv
     const char *mt = hf ? "internvl_vision" : "intern_vit_6b", *norm = "layer_norm", *act = "gelu";
     QV_TRY(qv_json_str_opt(v, "model_type", file, &mt));
     qv_cfg_copy_str(c->model_type, sizeof c->model_type, mt);
-    QV_TRY(qv_cfg_pos_int(v, "hidden_size", file, ctx, &c->hidden));
-    QV_TRY(qv_cfg_pos_int(v, "num_hidden_layers", file, ctx, &c->n_layers));
-    QV_TRY(qv_cfg_pos_int(v, "num_attention_heads", file, ctx, &c->n_heads));
-    QV_TRY(qv_cfg_pos_int(v, "intermediate_size", file, ctx, &c->intermediate));
+    QV_TRY(qv_cfg_pos_int(v, "hidden_size", file, ctx, QV_MAX_HIDDEN, &c->hidden));
+    QV_TRY(qv_cfg_pos_int(v, "num_hidden_layers", file, ctx, QV_MAX_LAYERS, &c->n_layers));
+    QV_TRY(qv_cfg_pos_int(v, "num_attention_heads", file, ctx, QV_MAX_HEADS, &c->n_heads));
+    QV_TRY(qv_cfg_pos_int(v, "intermediate_size", file, ctx, QV_MAX_INTERMEDIATE, &c->intermediate));
     QV_TRY(side(v, "image_size", file, &c->image_size));
     QV_TRY(side(v, "patch_size", file, &c->patch_size));
     c->channels = 3;
-    if (qv_json_get(v, "num_channels"))
-        QV_TRY(qv_cfg_pos_int(v, "num_channels", file, ctx, &c->channels));
+    QV_TRY(qv_cfg_int_in(v, "num_channels", file, ctx, 1, QV_MAX_CHANNELS, false, &c->channels));
     QV_TRY(qv_json_str_opt(v, "norm_type", file, &norm));
     if (!strcmp(norm, "layer_norm"))
         c->norm = QV_NORM_LAYER;
@@ -71,7 +70,7 @@ static qv_status parse_internvit(const qv_json *v, const char *file, bool hf, qv
     else
         return qv_fail(QV_ERR_UNSUPPORTED, "%s: vision_config.norm_type \"%s\" is not supported", file, norm);
     c->norm_eps = 1e-6;
-    QV_TRY(qv_json_num_opt(v, "layer_norm_eps", file, &c->norm_eps));
+    QV_TRY(qv_cfg_pos_num(v, "layer_norm_eps", file, ctx, &c->norm_eps));
     QV_TRY(qv_json_bool_opt(v, hf ? "attention_bias" : "qkv_bias", file, &c->qkv_bias));
     QV_TRY(qv_json_bool_opt(v, hf ? "use_qk_norm" : "qk_normalization", file, &c->qk_norm));
     QV_TRY(qv_json_str_opt(v, "hidden_act", file, &act));
@@ -117,10 +116,11 @@ static qv_status parse_remote(const qv_json *root, const char *file, qv_model_co
     cfg->max_dynamic_patch = 12;
     cfg->use_thumbnail = true;
     QV_TRY(qv_json_num_opt(root, "downsample_ratio", file, &cfg->downsample_ratio));
-    QV_TRY(qv_json_int_opt(root, "select_layer", file, &cfg->select_layer));
-    QV_TRY(qv_json_int_opt(root, "force_image_size", file, &cfg->force_image_size));
-    QV_TRY(qv_json_int_opt(root, "min_dynamic_patch", file, &cfg->min_dynamic_patch));
-    QV_TRY(qv_json_int_opt(root, "max_dynamic_patch", file, &cfg->max_dynamic_patch));
+    const int64_t nl = cfg->vision.n_layers;
+    QV_TRY(qv_cfg_int_in(root, "select_layer", file, "", -nl - 1, nl, false, &cfg->select_layer));
+    QV_TRY(qv_cfg_int_in(root, "force_image_size", file, "", 1, QV_MAX_IMAGE_SIDE, false, &cfg->force_image_size));
+    QV_TRY(qv_cfg_int_in(root, "min_dynamic_patch", file, "", 0, 1024, false, &cfg->min_dynamic_patch));
+    QV_TRY(qv_cfg_int_in(root, "max_dynamic_patch", file, "", 0, 1024, false, &cfg->max_dynamic_patch));
     QV_TRY(qv_json_bool_opt(root, "use_thumbnail", file, &cfg->use_thumbnail));
     return family_of_template(tmpl, file, cfg);
 }
@@ -150,7 +150,8 @@ static qv_status parse_hf(const qv_json *root, const char *file, qv_model_config
     cfg->downsample_ratio = 0.5;
     cfg->select_layer = -1;
     QV_TRY(qv_json_num_opt(root, "downsample_ratio", file, &cfg->downsample_ratio));
-    QV_TRY(qv_json_int_opt(root, "vision_feature_layer", file, &cfg->select_layer));
+    const int64_t nl = cfg->vision.n_layers;
+    QV_TRY(qv_cfg_int_in(root, "vision_feature_layer", file, "", -nl - 1, nl, false, &cfg->select_layer));
     cfg->force_image_size = cfg->vision.image_size;
     cfg->min_dynamic_patch = 1;
     cfg->max_dynamic_patch = 12;

@@ -39,7 +39,7 @@ static qv_status parse_lmms(const qv_json *root, const char *arch, const char *f
     qv_cfg_copy_str(cfg->llm.architecture, sizeof cfg->llm.architecture, arch);
     cfg->has_vision = true;
     qv_cfg_copy_str(cfg->vision.model_type, sizeof cfg->vision.model_type, "siglip_vision_model");
-    QV_TRY(qv_json_int_opt(root, "mm_hidden_size", file, &cfg->vision.hidden));
+    QV_TRY(qv_cfg_int_in(root, "mm_hidden_size", file, "", 1, QV_MAX_HIDDEN, false, &cfg->vision.hidden));
     const char *tower = "", *proj = "linear", *merge = "flat", *side = "right";
     QV_TRY(qv_json_str_opt(root, "mm_vision_tower", file, &tower));
     QV_TRY(qv_json_str_opt(root, "mm_projector_type", file, &proj));

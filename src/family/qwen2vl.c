@@ -23,20 +23,27 @@ static qv_status parse_qwen2vl_vision(const qv_json *v, const char *file, qv_vis
     memset(c, 0, sizeof *c);
     qv_cfg_copy_str(c->model_type, sizeof c->model_type, "qwen2_vl");
     int64_t mlp_ratio = 4;
-    QV_TRY(qv_cfg_pos_int(v, "embed_dim", file, ctx, &c->hidden));
-    QV_TRY(qv_cfg_pos_int(v, "depth", file, ctx, &c->n_layers));
-    QV_TRY(qv_cfg_pos_int(v, "num_heads", file, ctx, &c->n_heads));
-    QV_TRY(qv_json_int_opt(v, "mlp_ratio", file, &mlp_ratio));
+    QV_TRY(qv_cfg_pos_int(v, "embed_dim", file, ctx, QV_MAX_HIDDEN, &c->hidden));
+    QV_TRY(qv_cfg_pos_int(v, "depth", file, ctx, QV_MAX_LAYERS, &c->n_layers));
+    QV_TRY(qv_cfg_pos_int(v, "num_heads", file, ctx, QV_MAX_HEADS, &c->n_heads));
+    QV_TRY(qv_cfg_int_in(v, "mlp_ratio", file, ctx, 1, 64, false, &mlp_ratio));
     c->intermediate = c->hidden * mlp_ratio;
-    QV_TRY(qv_cfg_pos_int(v, "patch_size", file, ctx, &c->patch_size));
-    QV_TRY(qv_cfg_pos_int(v, "hidden_size", file, ctx, &c->out_hidden));
+    if (c->intermediate > QV_MAX_INTERMEDIATE)
+        return qv_fail(QV_ERR_INVALID, "%s: vision_config: embed_dim x mlp_ratio = %lld is out of range (1..%lld)", file,
+                       (long long)c->intermediate, (long long)QV_MAX_INTERMEDIATE);
+    QV_TRY(qv_cfg_pos_int(v, "patch_size", file, ctx, QV_MAX_IMAGE_SIDE, &c->patch_size));
+    QV_TRY(qv_cfg_pos_int(v, "hidden_size", file, ctx, QV_MAX_HIDDEN, &c->out_hidden));
     c->spatial_merge_size = 2;
     c->temporal_patch_size = 2;
     c->channels = 3;
-    QV_TRY(qv_json_int_opt(v, "spatial_merge_size", file, &c->spatial_merge_size));
-    QV_TRY(qv_json_int_opt(v, "temporal_patch_size", file, &c->temporal_patch_size));
-    QV_TRY(qv_json_int_opt(v, "in_chans", file, &c->channels));
-    QV_TRY(qv_json_int_opt(v, "in_channels", file, &c->channels)); /* transformers ≥ 4.5x spelling */
+    QV_TRY(qv_cfg_int_in(v, "spatial_merge_size", file, ctx, 1, 64, false, &c->spatial_merge_size));
+    QV_TRY(qv_cfg_int_in(v, "temporal_patch_size", file, ctx, 1, 64, false, &c->temporal_patch_size));
+    QV_TRY(qv_cfg_int_in(v, "in_chans", file, ctx, 1, QV_MAX_CHANNELS, false, &c->channels));
+    /* transformers ≥ 4.5x spelling */
+    QV_TRY(qv_cfg_int_in(v, "in_channels", file, ctx, 1, QV_MAX_CHANNELS, false, &c->channels));
+    if (c->hidden % c->n_heads)
+        return qv_fail(QV_ERR_INVALID, "%s: vision_config: embed_dim %lld is not a multiple of num_heads %lld", file,
+                       (long long)c->hidden, (long long)c->n_heads);
     c->norm = QV_NORM_LAYER;
     c->norm_eps = 1e-6;
     c->qkv_bias = true;
@@ -54,21 +61,22 @@ static qv_status parse_qwen25vl_vision(const qv_json *v, const char *file, qv_vi
     const char *ctx = "vision_config.";
     memset(c, 0, sizeof *c);
     qv_cfg_copy_str(c->model_type, sizeof c->model_type, "qwen2_5_vl");
-    QV_TRY(qv_cfg_pos_int(v, "hidden_size", file, ctx, &c->hidden));
-    QV_TRY(qv_cfg_pos_int(v, "depth", file, ctx, &c->n_layers));
-    QV_TRY(qv_cfg_pos_int(v, "num_heads", file, ctx, &c->n_heads));
-    QV_TRY(qv_cfg_pos_int(v, "intermediate_size", file, ctx, &c->intermediate));
-    QV_TRY(qv_cfg_pos_int(v, "patch_size", file, ctx, &c->patch_size));
-    QV_TRY(qv_cfg_pos_int(v, "out_hidden_size", file, ctx, &c->out_hidden));
+    QV_TRY(qv_cfg_pos_int(v, "hidden_size", file, ctx, QV_MAX_HIDDEN, &c->hidden));
+    QV_TRY(qv_cfg_pos_int(v, "depth", file, ctx, QV_MAX_LAYERS, &c->n_layers));
+    QV_TRY(qv_cfg_pos_int(v, "num_heads", file, ctx, QV_MAX_HEADS, &c->n_heads));
+    QV_TRY(qv_cfg_pos_int(v, "intermediate_size", file, ctx, QV_MAX_INTERMEDIATE, &c->intermediate));
+    QV_TRY(qv_cfg_pos_int(v, "patch_size", file, ctx, QV_MAX_IMAGE_SIDE, &c->patch_size));
+    QV_TRY(qv_cfg_pos_int(v, "out_hidden_size", file, ctx, QV_MAX_HIDDEN, &c->out_hidden));
     c->spatial_merge_size = 2;
     c->temporal_patch_size = 2;
     c->channels = 3;
     c->window_size = 112;
-    QV_TRY(qv_json_int_opt(v, "spatial_merge_size", file, &c->spatial_merge_size));
-    QV_TRY(qv_json_int_opt(v, "temporal_patch_size", file, &c->temporal_patch_size));
-    QV_TRY(qv_json_int_opt(v, "in_chans", file, &c->channels));
-    QV_TRY(qv_json_int_opt(v, "in_channels", file, &c->channels)); /* transformers ≥ 4.5x spelling */
-    QV_TRY(qv_json_int_opt(v, "window_size", file, &c->window_size));
+    QV_TRY(qv_cfg_int_in(v, "spatial_merge_size", file, ctx, 1, 64, false, &c->spatial_merge_size));
+    QV_TRY(qv_cfg_int_in(v, "temporal_patch_size", file, ctx, 1, 64, false, &c->temporal_patch_size));
+    QV_TRY(qv_cfg_int_in(v, "in_chans", file, ctx, 1, QV_MAX_CHANNELS, false, &c->channels));
+    /* transformers ≥ 4.5x spelling */
+    QV_TRY(qv_cfg_int_in(v, "in_channels", file, ctx, 1, QV_MAX_CHANNELS, false, &c->channels));
+    QV_TRY(qv_cfg_int_in(v, "window_size", file, ctx, 1, QV_MAX_IMAGE_SIDE, false, &c->window_size));
     qv_json *fa = qv_json_get(v, "fullatt_block_indexes");
     if (fa && !qv_json_is_type(fa, json_type_null)) {
         if (!qv_json_is_type(fa, json_type_array) || json_object_array_length(fa) > QV_ARRAY_LEN(c->fullatt))

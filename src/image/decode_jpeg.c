@@ -18,6 +18,7 @@
 
 #include <jpeglib.h>
 
+#include "core/budget.h"
 #include "decode.h"
 
 /* libjpeg's working memory (a progressive file keeps all its coefficients: 2 bytes per pixel
@@ -94,6 +95,8 @@ static qv_status decode(jpeg_ctx *ctx, const uint8_t *buf, size_t len, const cha
     ci->do_fancy_upsampling = TRUE;
     ci->scale_num = ci->scale_denom = 1;
     ci->mem->max_memory_to_use = JPEG_MAX_MEMORY;
+    if (qv_budget() && qv_budget() < (uint64_t)JPEG_MAX_MEMORY) /* libjpeg fails cleanly beyond it */
+        ci->mem->max_memory_to_use = (long)qv_budget();
     jpeg_start_decompress(ci);
     int w = (int)ci->output_width, h = (int)ci->output_height;
     if (w != (int)ci->image_width || h != (int)ci->image_height || ci->output_components != nc)

@@ -2,8 +2,10 @@
  * uint8 -> float normalisation shared by the processors (image.h; ALGORITHMS.md §7.3). */
 #include "image.h"
 
+#include <stdio.h>
 #include <string.h>
 
+#include "core/budget.h"
 #include "core/fsutil.h"
 #include "decode.h"
 
@@ -16,7 +18,9 @@ qv_status qv_image_check_dims(uint64_t w, uint64_t h, const char *what)
         w * h > (uint64_t)QV_IMAGE_MAX_PIXELS)
         return qv_fail(QV_ERR_INVALID, "%s: image of %llux%llu pixels exceeds the limit of %lld pixels", what,
                        (unsigned long long)w, (unsigned long long)h, QV_IMAGE_MAX_PIXELS);
-    return QV_OK;
+    char step[80];
+    snprintf(step, sizeof step, "decoding a %llux%llu image", (unsigned long long)w, (unsigned long long)h);
+    return qv_budget_check(w * h * 3, what, step);
 }
 
 qv_status qv_image_blame(qv_status st, const char *what)

@@ -18,6 +18,8 @@
 #include "../core/common.h"
 #include "../model/config.h"
 
+struct json_object; /* json-c (io/json.h) */
+
 /* Pillow's decompression-bomb error threshold: 2 x Image.MAX_IMAGE_PIXELS = 2 x 89,478,485.
  * Larger images are refused from their header, before anything is allocated. */
 #define QV_IMAGE_MAX_PIXELS 178956970ll
@@ -122,6 +124,8 @@ void qv_qwen2vl_prep_default(qv_qwen2vl_prep *p);
  * longest_edge, patch_size, merge_size, temporal_patch_size, image_mean, image_std); the class
  * defaults stand for absent keys or an absent file. */
 qv_status qv_qwen2vl_prep_load(qv_qwen2vl_prep *p, const char *model_dir);
+/* The same from a parsed preprocessor_config.json (`path` names it in errors). */
+qv_status qv_qwen2vl_prep_from_json(qv_qwen2vl_prep *p, const struct json_object *root, const char *path);
 /* smart_resize (transformers 5 form, Python float arithmetic, round half to even): the target
  * height and width. Refuses min(h, w) < factor and aspect ratios above 200. */
 qv_status qv_qwen2vl_smart_resize(int h, int w, const qv_qwen2vl_prep *p, const char *what, int *h_out, int *w_out);
@@ -143,6 +147,8 @@ void qv_llava_prep_default(qv_llava_prep *p);
 /* Defaults plus image_grid_pinpoints from an lmms-lab config.json (a list of [w, h] pairs, or
  * the "(1x1),...,(6x6)" range string, scaled by the image size); absent key: no pinpoints. */
 qv_status qv_llava_prep_load(qv_llava_prep *p, const char *config_path);
+/* The same from a parsed config.json. */
+qv_status qv_llava_prep_from_json(qv_llava_prep *p, const struct json_object *root, const char *config_path);
 /* MBQ's path: expand2square on (int(255 * mean)) then the SigLIP processor: one tile
  * [1, 3, S, S]. */
 qv_status qv_preprocess_llava_pad(const qv_image *img, const qv_llava_prep *p, const char *what, qv_pixels *out);

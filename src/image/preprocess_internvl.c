@@ -13,6 +13,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/budget.h"
 #include "decode.h"
 
 void qv_internvl_prep_default(qv_internvl_prep *p)
@@ -88,6 +89,10 @@ qv_status qv_preprocess_internvl(const qv_image *img, const qv_internvl_prep *p,
     size_t tile = (size_t)s * s * 3, nbytes, nvals;
     if (!qv_mul_size(tile, (size_t)n, &nbytes) || !qv_mul_size(nbytes, sizeof(float), &nvals))
         return qv_fail(QV_ERR_NOMEM, "%s: %d tiles of %dx%d are too large", what, n, s, s);
+    /* held at once: the decoded image, the resized grid, the thumbnail, the tiles, the values */
+    const uint64_t sizes[] = {(uint64_t)img->w * img->h * 3, (uint64_t)tile * cols * rows, thumb ? tile : 0, nbytes,
+                              nvals};
+    QV_TRY(qv_budget_check(qv_image_need(sizes, QV_ARRAY_LEN(sizes)), what, "InternVL tiling"));
 
     qv_image resized = {0}, thumbnail = {0};
     qv_status st;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/budget.h"
 #include "decode.h"
 #include "io/json.h"
 
@@ -39,6 +40,10 @@ qv_status qv_preprocess_llava_pad(const qv_image *img, const qv_llava_prep *p, c
     }
     qv_image square = {0}, resized = {0};
     qv_status st;
+    uint64_t side = (uint64_t)QV_MAX(img->w, img->h), tile = (uint64_t)s * s * 3;
+    const uint64_t sizes[] = {(uint64_t)img->w * img->h * 3, side * side * 3, tile, tile * sizeof(float)};
+    QV_CHECK(st = qv_budget_check(qv_image_need(sizes, QV_ARRAY_LEN(sizes)), what, "expand2square and resize"),
+             fail);
     QV_CHECK(st = qv_image_expand_square(img, fill, &square), fail);
     QV_CHECK(st = qv_image_resize_bicubic(&square, s, s, &resized), fail);
     qv_image_free(&square);
@@ -116,6 +121,14 @@ qv_status qv_llava_prep_load(qv_llava_prep *p, const char *config_path)
     qv_llava_prep_default(p);
     qv_json *root = NULL;
     QV_TRY(qv_json_load_file(config_path, 0, &root));
+    qv_status st = qv_llava_prep_from_json(p, root, config_path);
+    qv_json_free(root);
+    return st;
+}
+
+qv_status qv_llava_prep_from_json(qv_llava_prep *p, const qv_json *root, const char *config_path)
+{
+    qv_llava_prep_default(p);
     qv_status st = QV_OK;
     qv_json *pp = qv_json_get(root, "image_grid_pinpoints");
     if (qv_json_is_type(pp, json_type_string)) {
@@ -135,7 +148,6 @@ qv_status qv_llava_prep_load(qv_llava_prep *p, const char *config_path)
     } else if (pp && !qv_json_is_type(pp, json_type_null)) {
         st = qv_fail(QV_ERR_INVALID, "%s: image_grid_pinpoints: expected a list or a range string", config_path);
     }
-    qv_json_free(root);
     return st;
 }
 
@@ -203,6 +215,9 @@ qv_status qv_preprocess_llava_anyres(const qv_image *img, const qv_llava_prep *p
     size_t tile = (size_t)s * s * 3;
     qv_image resized = {0}, canvas = {0}, base = {0};
     qv_status st;
+    const uint64_t sizes[] = {(uint64_t)img->w * img->h * 3, (uint64_t)QV_MAX(nw, 1) * QV_MAX(nh, 1) * 3,
+                              (uint64_t)tw * th * 3, tile, (uint64_t)tile * n * (1 + sizeof(float))};
+    QV_CHECK(st = qv_budget_check(qv_image_need(sizes, QV_ARRAY_LEN(sizes)), what, "anyres tiling"), fail);
     QV_CHECK(st = qv_image_resize_bicubic(img, QV_MAX(nw, 1), QV_MAX(nh, 1), &resized), fail);
     QV_CHECK(st = qv_image_new(&canvas, tw, th, what), fail);
     memset(canvas.rgb, 0, (size_t)tw * th * 3);

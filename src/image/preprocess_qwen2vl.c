@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/budget.h"
 #include "core/fsutil.h"
 #include "decode.h"
 #include "io/json.h"
@@ -68,8 +69,18 @@ qv_status qv_qwen2vl_prep_load(qv_qwen2vl_prep *p, const char *model_dir)
         return QV_OK;
     }
     qv_json *root = NULL;
+    qv_status st = qv_json_load_file(path, 0, &root);
+    if (st == QV_OK)
+        st = qv_qwen2vl_prep_from_json(p, root, path);
+    qv_json_free(root);
+    qv_free(path);
+    return st;
+}
+
+qv_status qv_qwen2vl_prep_from_json(qv_qwen2vl_prep *p, const qv_json *root, const char *path)
+{
+    qv_qwen2vl_prep_default(p);
     qv_status st;
-    QV_CHECK(st = qv_json_load_file(path, 0, &root), done);
     qv_json *size = qv_json_get(root, "size");
     if (qv_json_is_type(size, json_type_object)) {
         QV_CHECK(st = qv_json_int_opt(size, "shortest_edge", path, &p->min_pixels), done);
@@ -93,8 +104,6 @@ qv_status qv_qwen2vl_prep_load(qv_qwen2vl_prep *p, const char *model_dir)
     QV_CHECK(st = read_triple(root, "image_std", path, p->std), done);
     st = check_prep(p, path);
 done:
-    qv_json_free(root);
-    qv_free(path);
     return st;
 }
 
@@ -144,6 +153,9 @@ qv_status qv_preprocess_qwen2vl(const qv_image *img, const qv_qwen2vl_prep *p, c
         st = qv_fail(QV_ERR_NOMEM, "%s: %zu x %zu pixel values are too many", what, nrow, ncol);
         goto fail;
     }
+    const uint64_t sizes[] = {(uint64_t)img->w * img->h * 3, (uint64_t)plane * 3, (uint64_t)plane * 3 * sizeof(float),
+                              (uint64_t)nvals * sizeof(float)};
+    QV_CHECK(st = qv_budget_check(qv_image_need(sizes, QV_ARRAY_LEN(sizes)), what, "Qwen2-VL patches"), fail);
     QV_CHECK(st = qv_image_resize_bicubic(img, wr, hr, &resized), fail);
     chw = qv_malloc(plane * 3 * sizeof(float), what);
     out->values = qv_malloc(nvals * sizeof(float), what);

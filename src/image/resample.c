@@ -15,9 +15,11 @@
 #include <omp.h>
 #endif
 
+#include "core/budget.h"
 #include "image.h"
 
 #define PRECISION_BITS (32 - 8 - 2)
+#define RESIZE_MAX_TAPS (1 << 27) /* 1.5 GiB of coefficient tables: far beyond any real resize */
 
 typedef struct coeffs {
     int ksize;      /* taps per output (maximum) */
@@ -57,9 +59,13 @@ static qv_status coeffs_init(coeffs *c, int in_size, float in0, float in1, int o
     if (ks > 1e8)
         return qv_fail(QV_ERR_INVALID, "resize: %d -> %d needs too large a filter", in_size, out_size);
     c->ksize = (int)ks;
+    /* out x ksize is about 4 x in + out taps: a long thin image resized to a few hundred
+     * pixels (179M x 1, a 500 KB PNG of zeros) would ask for gigabytes of taps */
     size_t n;
-    if (!qv_mul_size((size_t)out_size, (size_t)c->ksize, &n))
-        return qv_fail(QV_ERR_NOMEM, "resize: coefficient table too large");
+    if (!qv_mul_size((size_t)out_size, (size_t)c->ksize, &n) || n > RESIZE_MAX_TAPS)
+        return qv_fail(QV_ERR_INVALID, "resize from %d to %d pixels needs more than %d filter taps", in_size, out_size,
+                       RESIZE_MAX_TAPS);
+    QV_TRY(qv_budget_check((uint64_t)n * (sizeof(double) + sizeof(int32_t)), "resize", "the filter table"));
     double *kd = qv_malloc(n * sizeof(double), "resize coefficients");
     c->k = qv_malloc(n * sizeof(int32_t), "resize coefficients");
     c->bounds = qv_malloc((size_t)out_size * 2 * sizeof(int), "resize bounds");

@@ -73,6 +73,17 @@ qv_status qv_json_parse(const char *text, size_t len, const char *what, int flag
     qv_json *j = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error err = json_tokener_get_error(tok);
     size_t off = json_tokener_get_parse_end(tok);
+    if (err == json_tokener_continue && off == len) {
+        /* a number (or literal) that ends the text is complete, but json-c waits for a
+         * delimiter to know that: give it the end of the string */
+        j = json_tokener_parse_ex(tok, "", 1);
+        err = json_tokener_get_error(tok);
+        if (err != json_tokener_success) { /* truly truncated */
+            json_object_put(j);
+            j = NULL;
+            err = json_tokener_continue;
+        }
+    }
     json_tokener_free(tok);
     if (err == json_tokener_continue || (!j && err == json_tokener_success)) {
         json_object_put(j);
@@ -261,10 +272,16 @@ static bool sb_grow(qv_strbuf *b, size_t extra)
 {
     if (b->oom)
         return false;
-    if (b->len + extra + 1 <= b->cap)
+    size_t need;
+    if (!qv_add_size(b->len, extra, &need) || !qv_add_size(need, 1, &need) || need > SIZE_MAX / 2) {
+        b->oom = true;
+        qv_fail(QV_ERR_NOMEM, "out of memory (text of %zu + %zu bytes)", b->len, extra);
+        return false;
+    }
+    if (need <= b->cap)
         return true;
     size_t ncap = b->cap ? b->cap : 256;
-    while (ncap < b->len + extra + 1)
+    while (ncap < need)
         ncap *= 2;
     char *p = realloc(b->s, ncap);
     if (!p) {

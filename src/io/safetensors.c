@@ -226,7 +226,7 @@ const qv_st_entry *qv_st_header_find(const qv_st_header *h, const char *name)
 qv_status qv_st_open(const char *path, qv_st_file **out)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO is refused, not waited on */
     if (fd < 0)
         return qv_fail(QV_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat sb;
@@ -320,79 +320,122 @@ static bool plain_file_name(const char *s)
     return *s && !strchr(s, '/') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
 }
 
-static qv_status open_index(qv_checkpoint *ck, const char *dir, const char *index_path)
+void qv_st_index_free(qv_st_index *idx)
 {
+    if (!idx)
+        return;
+    for (size_t i = 0; i < idx->n; i++)
+        qv_free(idx->names[i]);
+    for (size_t i = 0; i < idx->n_shards; i++)
+        qv_free(idx->shards[i]);
+    qv_free(idx->names);
+    qv_free(idx->shard);
+    qv_free(idx->shards);
+    memset(idx, 0, sizeof *idx);
+}
+
+qv_status qv_st_index_parse(const char *text, size_t len, const char *what, qv_st_index *idx)
+{
+    memset(idx, 0, sizeof *idx);
     qv_json *root = NULL, *wm;
-    QV_TRY(qv_json_load_file(index_path, 0, &root));
-    qv_status st = qv_json_obj(root, "weight_map", index_path, &wm);
+    QV_TRY(qv_json_parse(text, len, what, 0, &root));
     qv_strmap shard_ids;
     qv_strmap_init(&shard_ids);
+    qv_status st = qv_json_obj(root, "weight_map", what, &wm);
+    size_t n = st == QV_OK ? (size_t)json_object_object_length(wm) : 0;
+    if (st == QV_OK && n == 0)
+        st = qv_fail(QV_ERR_FORMAT, "%s: weight_map is empty", what);
+    if (st == QV_OK) {
+        idx->names = qv_calloc(n, sizeof *idx->names, "checkpoint index");
+        idx->shard = qv_calloc(n, sizeof *idx->shard, "checkpoint index");
+        idx->shards = qv_calloc(n, sizeof *idx->shards, "checkpoint index");
+        if (!idx->names || !idx->shard || !idx->shards)
+            st = QV_ERR_NOMEM;
+    }
     if (st != QV_OK)
         goto done;
-    /* open each distinct shard once, in order of first appearance */
     json_object_object_foreach(wm, tname, sval)
     {
         if (!qv_json_is_type(sval, json_type_string)) {
-            st = qv_fail(QV_ERR_FORMAT, "%s: weight_map entry of %s is not a file name", index_path, tname);
+            st = qv_fail(QV_ERR_FORMAT, "%s: weight_map entry of %s is not a file name", what, tname);
             goto done;
         }
         const char *sname = json_object_get_string(sval);
-        if (!plain_file_name(sname)) {
-            st = qv_fail(QV_ERR_FORMAT, "%s: weight_map entry of %s names \"%s\", not a file in the folder", index_path,
+        size_t slen = (size_t)json_object_get_string_len(sval);
+        if (!plain_file_name(sname) || strlen(sname) != slen) {
+            st = qv_fail(QV_ERR_FORMAT, "%s: weight_map entry of %s names \"%s\", not a file in the folder", what,
                          tname, sname);
             goto done;
         }
-        if (qv_strmap_get(&shard_ids, sname, strlen(sname), NULL))
-            continue;
-        char *p = qv_path_join(dir, sname);
-        if (!p) {
+        int64_t sid;
+        if (!qv_strmap_get(&shard_ids, sname, slen, &sid)) {
+            sid = (int64_t)idx->n_shards;
+            if (!(idx->shards[idx->n_shards] = qv_strdup(sname))) {
+                st = QV_ERR_NOMEM;
+                goto done;
+            }
+            idx->n_shards++;
+            QV_CHECK(st = qv_strmap_put(&shard_ids, sname, slen, sid, NULL), done);
+        }
+        if (!(idx->names[idx->n] = qv_strdup(tname))) {
             st = QV_ERR_NOMEM;
             goto done;
         }
-        if (!qv_path_exists(p)) {
-            st = qv_fail(QV_ERR_IO, "%s: shard %s is listed in the index but missing", index_path, sname);
-            qv_free(p);
-            goto done;
-        }
-        st = add_shard(ck, p);
-        qv_free(p);
-        if (st != QV_OK)
-            goto done;
-        QV_CHECK(st = qv_strmap_put(&shard_ids, sname, strlen(sname), (int64_t)ck->n_shards - 1, NULL), done);
-    }
-    /* every listed tensor must be in the shard the index names */
-    size_t listed = 0;
-    json_object_object_foreach(wm, tname2, sval2)
-    {
-        int64_t sid;
-        qv_strmap_get(&shard_ids, json_object_get_string(sval2), (size_t)json_object_get_string_len(sval2), &sid);
-        if (!qv_st_header_find(&ck->shards[sid]->hdr, tname2)) {
-            st = qv_fail(QV_ERR_FORMAT, "%s: tensor %s is listed in %s but that shard does not hold it", index_path,
-                         tname2, json_object_get_string(sval2));
-            goto done;
-        }
-        listed++;
-    }
-    size_t held = 0;
-    for (size_t i = 0; i < ck->n_shards; i++)
-        held += ck->shards[i]->hdr.n;
-    if (held != listed) {
-        /* find one tensor the index does not list, to name it */
-        for (size_t i = 0; i < ck->n_shards; i++)
-            for (size_t j = 0; j < ck->shards[i]->hdr.n; j++) {
-                qv_json *v = qv_json_get(wm, ck->shards[i]->hdr.entries[j].name);
-                const char *sn = strrchr(ck->shards[i]->path, '/');
-                sn = sn ? sn + 1 : ck->shards[i]->path;
-                if (!v || strcmp(json_object_get_string(v), sn) != 0) {
-                    st = qv_fail(QV_ERR_FORMAT, "%s: tensor %s in shard %s is not listed in the index", index_path,
-                                 ck->shards[i]->hdr.entries[j].name, sn);
-                    goto done;
-                }
-            }
+        idx->shard[idx->n++] = (uint32_t)sid;
     }
 done:
     qv_strmap_free(&shard_ids);
     qv_json_free(root);
+    if (st != QV_OK)
+        qv_st_index_free(idx);
+    return st;
+}
+
+static qv_status open_index(qv_checkpoint *ck, const char *dir, const char *index_path)
+{
+    char *text;
+    size_t len;
+    QV_TRY(qv_read_file(index_path, QV_JSON_MAX_FILE, &text, &len));
+    qv_st_index idx;
+    qv_status st = qv_st_index_parse(text, len, index_path, &idx);
+    qv_free(text);
+    QV_TRY(st);
+    /* open each distinct shard once, in order of first appearance */
+    for (size_t s = 0; s < idx.n_shards && st == QV_OK; s++) {
+        char *p = qv_path_join(dir, idx.shards[s]);
+        if (!p)
+            st = QV_ERR_NOMEM;
+        else if (!qv_path_exists(p))
+            st = qv_fail(QV_ERR_IO, "%s: shard %s is listed in the index but missing", index_path, idx.shards[s]);
+        else
+            st = add_shard(ck, p);
+        qv_free(p);
+    }
+    /* every listed tensor must be in the shard the index names */
+    for (size_t i = 0; i < idx.n && st == QV_OK; i++)
+        if (!qv_st_header_find(&ck->shards[idx.shard[i]]->hdr, idx.names[i]))
+            st = qv_fail(QV_ERR_FORMAT, "%s: tensor %s is listed in %s but that shard does not hold it", index_path,
+                         idx.names[i], idx.shards[idx.shard[i]]);
+    size_t held = 0;
+    for (size_t i = 0; i < ck->n_shards; i++)
+        held += ck->shards[i]->hdr.n;
+    if (st == QV_OK && held != idx.n) {
+        /* find one tensor the index does not list (or lists in another shard), to name it */
+        qv_strmap listed;
+        qv_strmap_init(&listed);
+        for (size_t i = 0; i < idx.n && st == QV_OK; i++)
+            st = qv_strmap_put(&listed, idx.names[i], strlen(idx.names[i]), (int64_t)idx.shard[i], NULL);
+        for (size_t s = 0; s < ck->n_shards && st == QV_OK; s++)
+            for (size_t j = 0; j < ck->shards[s]->hdr.n && st == QV_OK; j++) {
+                const char *tn = ck->shards[s]->hdr.entries[j].name;
+                int64_t sid;
+                if (!qv_strmap_get(&listed, tn, strlen(tn), &sid) || (size_t)sid != s)
+                    st = qv_fail(QV_ERR_FORMAT, "%s: tensor %s in shard %s is not listed in the index", index_path, tn,
+                                 idx.shards[s]);
+            }
+        qv_strmap_free(&listed);
+    }
+    qv_st_index_free(&idx);
     return st;
 }
 
@@ -619,21 +662,24 @@ qv_status qv_st_writer_add(qv_st_writer *w, const char *name, qv_dtype dt, int n
         return qv_fail(QV_ERR_INVALID, "%s: tensor %s: bad dtype or rank", w->path, name);
     if (qv_strmap_get(&w->by_name, name, strlen(name), NULL))
         return qv_fail(QV_ERR_INVALID, "%s: tensor %s declared twice", w->path, name);
-    QV_TRY(qv_strmap_put(&w->by_name, name, strlen(name), (int64_t)w->entries.len, NULL));
+    /* validate before anything is recorded: a refused tensor leaves no trace in the map */
     wentry e = {0};
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0)
+            return qv_fail(QV_ERR_INVALID, "%s: tensor %s: negative dimension", w->path, name);
+        e.shape[i] = shape[i];
+    }
     e.name = qv_strdup(name);
     if (!e.name)
         return QV_ERR_NOMEM;
     e.dtype = dt;
     e.ndim = ndim;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0) {
-            qv_free(e.name);
-            return qv_fail(QV_ERR_INVALID, "%s: tensor %s: negative dimension", w->path, name);
-        }
-        e.shape[i] = shape[i];
-    }
-    return qv_vec_push(&w->entries, &e);
+    qv_status st = qv_vec_push(&w->entries, &e);
+    if (st == QV_OK && (st = qv_strmap_put(&w->by_name, name, strlen(name), (int64_t)w->entries.len - 1, NULL)) != QV_OK)
+        w->entries.len--;
+    if (st != QV_OK)
+        qv_free(e.name);
+    return st;
 }
 
 static qv_status build_header(qv_st_writer *w, qv_strbuf *sb)
@@ -719,6 +765,7 @@ qv_status qv_st_writer_begin(qv_st_writer *w)
             st = QV_ERR_NOMEM;
     }
     if (st == QV_OK) {
+        qv_remove_stale_temps(w->path);
         w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (w->fd < 0)
             st = qv_fail(QV_ERR_IO, "%s: cannot create: %s", w->path, strerror(errno));
@@ -897,16 +944,25 @@ qv_status qv_st_sharded_add(qv_st_sharded *w, const char *name, qv_dtype dt, int
         return qv_fail(QV_ERR_INVALID, "%s: tensor %s: bad shape", w->dir, name);
     if (qv_strmap_get(&w->by_name, name, strlen(name), NULL))
         return qv_fail(QV_ERR_INVALID, "%s: tensor %s declared twice", w->dir, name);
-    QV_TRY(qv_strmap_put(&w->by_name, name, strlen(name), (int64_t)w->entries.len, NULL));
+    uint64_t total;
+    if (__builtin_mul_overflow((uint64_t)numel, (uint64_t)qv_dtype_size(dt), &e.bytes) ||
+        __builtin_add_overflow(w->total, e.bytes, &total))
+        return qv_fail(QV_ERR_INVALID, "%s: tensor %s is too large", w->dir, name);
     e.name = qv_strdup(name);
     if (!e.name)
         return QV_ERR_NOMEM;
     e.dtype = dt;
     e.ndim = ndim;
     memcpy(e.shape, shape, (size_t)ndim * sizeof *shape);
-    e.bytes = (uint64_t)numel * qv_dtype_size(dt);
-    w->total += e.bytes;
-    return qv_vec_push(&w->entries, &e);
+    qv_status st = qv_vec_push(&w->entries, &e);
+    if (st == QV_OK && (st = qv_strmap_put(&w->by_name, name, strlen(name), (int64_t)w->entries.len - 1, NULL)) != QV_OK)
+        w->entries.len--;
+    if (st != QV_OK) {
+        qv_free(e.name);
+        return st;
+    }
+    w->total = total;
+    return QV_OK;
 }
 
 qv_status qv_st_sharded_begin(qv_st_sharded *w)

@@ -74,6 +74,18 @@ struct qv_checkpoint {
     bool sharded;
 };
 
+/* model.safetensors.index.json: the weight_map's tensors, each with the shard that holds it.
+ * Shard names must be plain file names (no folders). Usable on any memory buffer (fuzzing). */
+typedef struct qv_st_index {
+    size_t n;          /* tensors listed, in file order */
+    char **names;      /* [n] */
+    uint32_t *shard;   /* [n] index into shards */
+    size_t n_shards;
+    char **shards;     /* [n_shards] distinct shard file names, in order of first appearance */
+} qv_st_index;
+qv_status qv_st_index_parse(const char *text, size_t len, const char *what, qv_st_index *idx);
+void qv_st_index_free(qv_st_index *idx);
+
 const qv_st_entry *qv_checkpoint_entry(const qv_checkpoint *ck, size_t i, const qv_st_file **shard);
 /* Lookup; NULL when absent. */
 const qv_st_entry *qv_checkpoint_find(const qv_checkpoint *ck, const char *name, const qv_st_file **shard);

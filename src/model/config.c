@@ -35,17 +35,37 @@ const char *qv_cfg_first_arch(const qv_json *obj)
     return qv_json_is_type(s, json_type_string) ? json_object_get_string(s) : NULL;
 }
 
-qv_status qv_cfg_pos_int(const qv_json *o, const char *key, const char *file, const char *ctx, int64_t *out)
+qv_status qv_cfg_int_in(const qv_json *o, const char *key, const char *file, const char *ctx, int64_t lo, int64_t hi,
+                        bool required, int64_t *out)
 {
-    char full[96];
-    snprintf(full, sizeof full, "%s%s", ctx, key);
     qv_json *v = qv_json_get(o, key);
-    if (!v || qv_json_is_type(v, json_type_null))
-        return qv_fail(QV_ERR_INVALID, "%s: missing field \"%s\"", file, full);
-    if (!qv_json_as_int(v, out))
-        return qv_fail(QV_ERR_INVALID, "%s: field \"%s\": expected an integer", file, full);
-    if (*out <= 0 || *out > ((int64_t)1 << 40))
-        return qv_fail(QV_ERR_INVALID, "%s: field \"%s\": %lld is out of range", file, full, (long long)*out);
+    if (!v || qv_json_is_type(v, json_type_null)) {
+        if (required)
+            return qv_fail(QV_ERR_INVALID, "%s: missing field \"%s%s\"", file, ctx, key);
+        return QV_OK;
+    }
+    int64_t x;
+    if (!qv_json_as_int(v, &x))
+        return qv_fail(QV_ERR_INVALID, "%s: field \"%s%s\": expected an integer", file, ctx, key);
+    if (x < lo || x > hi)
+        return qv_fail(QV_ERR_INVALID, "%s: field \"%s%s\": %lld is out of range (%lld..%lld)", file, ctx, key,
+                       (long long)x, (long long)lo, (long long)hi);
+    *out = x;
+    return QV_OK;
+}
+
+qv_status qv_cfg_pos_int(const qv_json *o, const char *key, const char *file, const char *ctx, int64_t hi, int64_t *out)
+{
+    return qv_cfg_int_in(o, key, file, ctx, 1, hi, true, out);
+}
+
+qv_status qv_cfg_pos_num(const qv_json *o, const char *key, const char *file, const char *ctx, double *out)
+{
+    double x = *out;
+    QV_TRY(qv_json_num_opt(o, key, file, &x));
+    if (!(x > 0 && x < 1e300))
+        return qv_fail(QV_ERR_INVALID, "%s: field \"%s%s\": %g is not a positive finite number", file, ctx, key, x);
+    *out = x;
     return QV_OK;
 }
 
@@ -67,11 +87,11 @@ static qv_status parse_rope(const qv_json *o, const char *file, qv_llm_config *c
     c->rope_theta = 10000.0;
     c->rope_kind = QV_ROPE_DEFAULT;
     c->rope_factor = 1.0;
-    QV_TRY(qv_json_num_opt(o, "rope_theta", file, &c->rope_theta));
+    QV_TRY(qv_cfg_pos_num(o, "rope_theta", file, "", &c->rope_theta));
     qv_json *rs = qv_json_get(o, "rope_scaling");
     qv_json *rp = qv_json_get(o, "rope_parameters"); /* transformers 5 */
     if (qv_json_is_type(rp, json_type_object)) {
-        QV_TRY(qv_json_num_opt(rp, "rope_theta", file, &c->rope_theta));
+        QV_TRY(qv_cfg_pos_num(rp, "rope_theta", file, "rope_parameters.", &c->rope_theta));
         if (!rs || qv_json_is_type(rs, json_type_null))
             rs = rp;
     }
@@ -83,7 +103,7 @@ static qv_status parse_rope(const qv_json *o, const char *file, qv_llm_config *c
     QV_TRY(qv_json_str_opt(rs, "rope_type", file, &type));
     if (!type)
         QV_TRY(qv_json_str_opt(rs, "type", file, &type));
-    QV_TRY(qv_json_num_opt(rs, "factor", file, &c->rope_factor));
+    QV_TRY(qv_cfg_pos_num(rs, "factor", file, "rope_scaling.", &c->rope_factor));
     if (!type || !strcmp(type, "default")) {
         c->rope_kind = QV_ROPE_DEFAULT;
     } else if (!strcmp(type, "dynamic")) {
@@ -133,31 +153,32 @@ qv_status qv_cfg_parse_llm(const qv_json *o, const char *file, const char *ctx, 
         return qv_fail(QV_ERR_UNSUPPORTED, "%s: language model architecture \"%s\" is not supported "
                        "(Qwen2ForCausalLM, InternLM2ForCausalLM, LlamaForCausalLM)", file, arch);
     }
-    QV_TRY(qv_cfg_pos_int(o, "hidden_size", file, ctx, &c->hidden));
-    QV_TRY(qv_cfg_pos_int(o, "num_hidden_layers", file, ctx, &c->n_layers));
-    QV_TRY(qv_cfg_pos_int(o, "num_attention_heads", file, ctx, &c->n_heads));
-    QV_TRY(qv_cfg_pos_int(o, "intermediate_size", file, ctx, &c->intermediate));
-    QV_TRY(qv_cfg_pos_int(o, "vocab_size", file, ctx, &c->vocab));
+    QV_TRY(qv_cfg_pos_int(o, "hidden_size", file, ctx, QV_MAX_HIDDEN, &c->hidden));
+    QV_TRY(qv_cfg_pos_int(o, "num_hidden_layers", file, ctx, QV_MAX_LAYERS, &c->n_layers));
+    QV_TRY(qv_cfg_pos_int(o, "num_attention_heads", file, ctx, QV_MAX_HEADS, &c->n_heads));
+    QV_TRY(qv_cfg_pos_int(o, "intermediate_size", file, ctx, QV_MAX_INTERMEDIATE, &c->intermediate));
+    QV_TRY(qv_cfg_pos_int(o, "vocab_size", file, ctx, QV_MAX_VOCAB, &c->vocab));
     c->n_kv_heads = c->n_heads;
-    if (qv_json_get(o, "num_key_value_heads"))
-        QV_TRY(qv_cfg_pos_int(o, "num_key_value_heads", file, ctx, &c->n_kv_heads));
+    QV_TRY(qv_cfg_int_in(o, "num_key_value_heads", file, ctx, 1, QV_MAX_HEADS, false, &c->n_kv_heads));
     c->head_dim = c->hidden / c->n_heads;
     if (qv_json_get(o, "head_dim") && !qv_json_is_type(qv_json_get(o, "head_dim"), json_type_null))
-        QV_TRY(qv_cfg_pos_int(o, "head_dim", file, ctx, &c->head_dim));
+        QV_TRY(qv_cfg_pos_int(o, "head_dim", file, ctx, QV_MAX_HEAD_DIM, &c->head_dim));
     else if (c->hidden % c->n_heads)
         return qv_fail(QV_ERR_INVALID, "%s: %shidden_size %lld is not a multiple of num_attention_heads %lld", file, ctx,
                        (long long)c->hidden, (long long)c->n_heads);
     if (c->n_heads % c->n_kv_heads)
         return qv_fail(QV_ERR_INVALID, "%s: %snum_attention_heads %lld is not a multiple of num_key_value_heads %lld",
                        file, ctx, (long long)c->n_heads, (long long)c->n_kv_heads);
+    if (c->head_dim > QV_MAX_HEAD_DIM)
+        return qv_fail(QV_ERR_INVALID, "%s: %shead dimension %lld is out of range (1..%d)", file, ctx,
+                       (long long)c->head_dim, QV_MAX_HEAD_DIM);
     if (c->head_dim % 2)
         return qv_fail(QV_ERR_INVALID, "%s: %shead dimension %lld is odd (rotary embedding needs pairs)", file, ctx,
                        (long long)c->head_dim);
     c->max_positions = 32768;
-    if (qv_json_get(o, "max_position_embeddings"))
-        QV_TRY(qv_cfg_pos_int(o, "max_position_embeddings", file, ctx, &c->max_positions));
+    QV_TRY(qv_cfg_int_in(o, "max_position_embeddings", file, ctx, 1, QV_MAX_POSITIONS, false, &c->max_positions));
     c->rms_eps = 1e-6;
-    QV_TRY(qv_json_num_opt(o, "rms_norm_eps", file, &c->rms_eps));
+    QV_TRY(qv_cfg_pos_num(o, "rms_norm_eps", file, ctx, &c->rms_eps));
     QV_TRY(parse_rope(o, file, c));
     QV_TRY(qv_json_bool_opt(o, "tie_word_embeddings", file, &c->tie_embeddings));
     QV_TRY(qv_cfg_opt_id(o, "bos_token_id", file, &c->bos_id));
@@ -168,10 +189,6 @@ qv_status qv_cfg_parse_llm(const qv_json *o, const char *file, const char *ctx, 
     if (strcmp(act, "silu") != 0)
         return qv_fail(QV_ERR_UNSUPPORTED, "%s: %shidden_act \"%s\" is not supported (silu)", file, ctx, act);
     qv_cfg_copy_str(c->hidden_act, sizeof c->hidden_act, act);
-    /* sizes multiplied later (weights, KV) must not overflow: cap the dims at sane values */
-    if (c->hidden > (1 << 20) || c->intermediate > (1 << 22) || c->vocab > (1 << 24) || c->n_layers > 4096 ||
-        c->n_heads > 4096 || c->head_dim > 4096)
-        return qv_fail(QV_ERR_INVALID, "%s: %sdimensions are implausibly large", file, ctx);
     return QV_OK;
 }
 
@@ -204,16 +221,37 @@ qv_status qv_cfg_parse_text_config(const qv_json *root, const qv_json *sub, cons
 qv_status qv_model_config_load(const char *path, qv_model_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
+    char *file = qv_is_dir(path) ? qv_path_join(path, "config.json") : qv_strdup(path);
+    if (!file)
+        return QV_ERR_NOMEM;
+    char *text = NULL;
+    size_t len = 0;
+    qv_status st = QV_OK;
+    if (!qv_path_exists(file))
+        st = qv_fail(QV_ERR_IO, "%s: missing (a model folder needs config.json)", file);
+    else
+        st = qv_read_file(file, QV_JSON_MAX_FILE, &text, &len);
+    if (st == QV_OK)
+        st = qv_model_config_parse(text, len, file, cfg);
+    qv_free(text);
+    qv_free(file);
+    return st;
+}
+
+qv_status qv_model_config_parse(const char *text, size_t len, const char *path, qv_model_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
     cfg->image_token_id = cfg->vision_start_id = cfg->vision_end_id = -1;
-    cfg->path = qv_is_dir(path) ? qv_path_join(path, "config.json") : qv_strdup(path);
-    if (!cfg->path)
+    if (!(cfg->path = qv_strdup(path)))
         return QV_ERR_NOMEM;
     const char *file = cfg->path;
-    if (!qv_path_exists(file))
-        return qv_fail(QV_ERR_IO, "%s: missing (a model folder needs config.json)", file);
     qv_json *root;
-    QV_TRY(qv_json_load_file(file, 0, &root));
-    qv_status st = QV_OK;
+    qv_status st = qv_json_parse(text, len, file, 0, &root);
+    if (st != QV_OK) {
+        qv_free(cfg->path);
+        cfg->path = NULL;
+        return st;
+    }
     const qv_family *fam = NULL;
     if (!qv_json_is_type(root, json_type_object)) {
         st = qv_fail(QV_ERR_FORMAT, "%s: not a JSON object", file);

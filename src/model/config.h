@@ -13,6 +13,21 @@
 
 #include "../core/common.h"
 
+/* Resource limits: caps on the declared dimensions, far above every released checkpoint (the
+ * largest have hidden 16384, intermediate 53248, vocabularies of 256k, 126 layers, 10M
+ * positions) and low enough that products of a few of them, in bytes, stay within int64 (e.g.
+ * vocab x hidden x 8 < 2^47, positions x layers x heads x head_dim x 2 < 2^61). A config.json
+ * beyond them is refused with the key and its range when it is read. */
+#define QV_MAX_HIDDEN ((int64_t)1 << 20)
+#define QV_MAX_INTERMEDIATE ((int64_t)1 << 22)
+#define QV_MAX_VOCAB ((int64_t)1 << 24)
+#define QV_MAX_POSITIONS ((int64_t)1 << 24)
+#define QV_MAX_LAYERS 4096
+#define QV_MAX_HEADS 4096
+#define QV_MAX_HEAD_DIM 4096
+#define QV_MAX_IMAGE_SIDE 65535 /* vision image_size, patch_size, InternVL force_image_size */
+#define QV_MAX_CHANNELS 16
+
 typedef enum qv_decoder_kind {
     QV_DECODER_QWEN2 = 0, /* Qwen2 / Qwen2.5 / Qwen2-VL text model: q/k/v bias */
     QV_DECODER_INTERNLM2, /* InternLM2: packed grouped wqkv, w1/w3/w2 */
@@ -114,8 +129,10 @@ typedef struct qv_model_config {
     } llava;
 } qv_model_config;
 
-/* Reads <dir>/config.json (or a config.json path). */
+/* Reads <dir>/config.json (or a config.json path). On failure nothing needs freeing. */
 qv_status qv_model_config_load(const char *path, qv_model_config *cfg);
+/* The same from memory; `path` names the file in errors and is kept in cfg->path. */
+qv_status qv_model_config_parse(const char *text, size_t len, const char *path, qv_model_config *cfg);
 void qv_model_config_free(qv_model_config *cfg);
 const char *qv_decoder_name(qv_decoder_kind k);
 /* The family's name ("internvl2", "qwen2_vl", ...; "?" for an id outside the table) and the

@@ -13,8 +13,17 @@
 void qv_cfg_copy_str(char *dst, size_t n, const char *src);
 /* architectures[0] of obj, NULL when absent or not a string. */
 const char *qv_cfg_first_arch(const qv_json *obj);
-/* Required integer in 1 .. 2^40; `ctx` prefixes the key in errors ("vision_config."). */
-qv_status qv_cfg_pos_int(const qv_json *o, const char *key, const char *file, const char *ctx, int64_t *out);
+/* Integer field in [lo, hi]; `ctx` prefixes the key in errors ("vision_config."). Absent or
+ * null: an error when required, else *out is left as it is. The caps of config.h keep every
+ * later size computation in range, so an out-of-range dimension is refused here, with the key
+ * and its range, rather than overflowing somewhere else. */
+qv_status qv_cfg_int_in(const qv_json *o, const char *key, const char *file, const char *ctx, int64_t lo, int64_t hi,
+                        bool required, int64_t *out);
+/* Required integer in 1 .. hi (one of the QV_MAX_* caps). */
+qv_status qv_cfg_pos_int(const qv_json *o, const char *key, const char *file, const char *ctx, int64_t hi, int64_t *out);
+/* Optional positive finite number (epsilons, rope theta and factor); *out keeps its default
+ * when absent. */
+qv_status qv_cfg_pos_num(const qv_json *o, const char *key, const char *file, const char *ctx, double *out);
 /* Optional token id (-1 when absent or null; a list: its first element). */
 qv_status qv_cfg_opt_id(const qv_json *o, const char *key, const char *file, int64_t *out);
 /* A decoder-only LLM config with flat keys (Qwen2, InternLM2, Llama; `arch` picks the decoder

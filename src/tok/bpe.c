@@ -13,7 +13,6 @@
 #include "tok_internal.h"
 #include "utf8.h"
 
-#define MAX_ID ((int64_t)1 << 24)     /* refuse vocabularies with ids beyond this (allocation) */
 #define CACHE_WORD_MAX 256            /* longest word kept in the cache, bytes */
 #define CACHE_ENTRIES_MAX 16384       /* cache flushed when it holds this many words ... */
 #define CACHE_IDS_MAX ((size_t)1 << 20) /* ... or this many ids */
@@ -145,7 +144,7 @@ static qv_status load_vocab(qv_bpe *b, qv_jscan *j, const char *file)
             break;
         if ((st = qv_jscan_key(j, &key)) != QV_OK || (st = qv_jscan_uint(j, &id)) != QV_OK)
             break;
-        if (id >= MAX_ID) {
+        if (id >= QV_TOKENIZER_MAX_ID) {
             st = qv_fail(QV_ERR_FORMAT, "%s: model.vocab: id %lld of \"%.40s\" is too large", file, (long long)id, key.s);
             break;
         }

@@ -11,12 +11,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../core/fsutil.h"
 #include "../core/strmap.h"
 #include "tok_internal.h"
 #include "utf8.h"
 
-#define SPM_MAX_FILE ((size_t)1 << 30)
 #define SPACE "\xE2\x96\x81" /* U+2581, sentencepiece's kSpaceSymbol */
 
 enum { T_NORMAL = 1, T_UNKNOWN = 2, T_CONTROL = 3, T_USER = 4, T_UNUSED = 5, T_BYTE = 6 };
@@ -298,17 +296,12 @@ static qv_status parse_model(qv_spm *s, const unsigned char *data, size_t size, 
     return st;
 }
 
-qv_status qv_spm_load(const char *path, qv_spm **out)
+qv_status qv_spm_parse(const char *data, size_t size, const char *path, qv_spm **out)
 {
     *out = NULL;
-    char *data;
-    size_t size;
-    QV_TRY(qv_read_file(path, SPM_MAX_FILE, &data, &size));
     qv_spm *s = qv_calloc(1, sizeof *s, "SentencePiece model");
-    if (!s) {
-        qv_free(data);
+    if (!s)
         return QV_ERR_NOMEM;
-    }
     qv_strmap_init(&s->pieces);
     qv_strmap_init(&s->reserved);
     /* proto defaults */
@@ -318,7 +311,6 @@ qv_status qv_spm_load(const char *path, qv_spm **out)
     s->trainer_eos = 2;
     s->trainer_pad = -1;
     qv_status st = parse_model(s, (const unsigned char *)data, size, path);
-    qv_free(data);
     if (st == QV_OK && !s->unk_surface && !(s->unk_surface = qv_strdup(" \xE2\x81\x87 ")))
         st = QV_ERR_NOMEM;
     if (st == QV_OK)

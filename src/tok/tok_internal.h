@@ -54,7 +54,8 @@ qv_status qv_pretok_split(const qv_pretok *p, const char *s, size_t n, qv_word_f
 
 typedef struct qv_spm qv_spm;
 
-qv_status qv_spm_load(const char *path, qv_spm **out);
+/* Parses the bytes of a tokenizer.model; path names it in errors. */
+qv_status qv_spm_parse(const char *data, size_t size, const char *path, qv_spm **out);
 void qv_spm_free(qv_spm *s);
 /* Appends the ids of text[0..n) (valid UTF-8): normaliser (whitespace rules, ▁ escaping),
  * BPE by piece score, byte fallback. No BOS/EOS. */

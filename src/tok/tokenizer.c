@@ -57,7 +57,7 @@ static qv_status add_token(qv_tokenizer *t, const char *content, size_t len, int
 {
     if (!len)
         return qv_fail(QV_ERR_FORMAT, "%s: empty added token", file);
-    if (id < 0 || id >= INT32_MAX / 2)
+    if (id < 0 || id >= QV_TOKENIZER_MAX_ID)
         return qv_fail(QV_ERR_FORMAT, "%s: added token \"%.40s\" has id %lld out of range", file, content, (long long)id);
     if (qv_utf8_check(content, len) != len)
         return qv_fail(QV_ERR_FORMAT, "%s: added token is not valid UTF-8", file);
@@ -459,7 +459,7 @@ static qv_status load_post(qv_tokenizer *t, const qv_json *pp, const char *file,
         QV_TRY(qv_json_arr(desc, "ids", file, &arr));
         for (size_t k = 0; k < json_object_array_length(arr); k++) {
             int64_t id;
-            if (!qv_json_as_int(json_object_array_get_idx(arr, k), &id) || id < 0 || id > INT32_MAX)
+            if (!qv_json_as_int(json_object_array_get_idx(arr, k), &id) || id < 0 || id >= QV_TOKENIZER_MAX_ID)
                 return qv_fail(QV_ERR_FORMAT, "%s: post_processor: bad id for \"%.40s\"", file, name);
             int32_t id32 = (int32_t)id;
             QV_TRY(qv_vec_push(seen_seq ? &t->post_suffix : &t->post_prefix, &id32));
@@ -489,11 +489,8 @@ static qv_status add_member(qv_json *obj, const char *key, const char *text, siz
 
 /* tokenizer.json: every member except model.vocab and model.merges goes through json-c; those
  * two are left to the BPE loader's scanner (json_scan.h says why). */
-static qv_status load_bpe(qv_tokenizer *t, const char *path)
+static qv_status load_bpe(qv_tokenizer *t, const char *text, size_t len, const char *path)
 {
-    char *text;
-    size_t len;
-    QV_TRY(qv_read_file(path, QV_JSON_MAX_FILE, &text, &len));
     qv_json *root = json_object_new_object(), *model = NULL;
     qv_jscan j, vocab, merges;
     bool has_vocab = false, has_merges = false, more;
@@ -556,7 +553,6 @@ static qv_status load_bpe(qv_tokenizer *t, const char *path)
             st = add_token_json(t, json_object_array_get_idx(added, i), -1, path);
     }
     qv_json_free(root);
-    qv_free(text);
     return st;
 }
 
@@ -575,26 +571,28 @@ static qv_status special_text(const qv_json *cfg, const char *key, const char *f
     return qv_json_str(v, "content", file, out);
 }
 
-/* Loads dir/name when it exists (*out NULL otherwise); *path gets the file's path. */
-static qv_status load_config_file(const char *dir, const char *name, char **path, qv_json **out)
+/* Loads dir/name when it exists (*out NULL otherwise); *path gets the file's path (the
+ * tokenizer file itself when dir is NULL: nothing is read then). */
+static qv_status load_config_file(const qv_tokenizer *t, const char *dir, const char *name, char **path,
+                                  qv_json **out)
 {
     *out = NULL;
-    if (!(*path = qv_path_join(dir, name)))
+    if (!(*path = dir ? qv_path_join(dir, name) : qv_strdup(t->file)))
         return QV_ERR_NOMEM;
-    return qv_path_exists(*path) ? qv_json_load_file(*path, 0, out) : QV_OK;
+    return dir && qv_path_exists(*path) ? qv_json_load_file(*path, 0, out) : QV_OK;
 }
 
 /* Specials and added-token extras from tokenizer_config.json, special_tokens_map.json and
- * (SentencePiece) added_tokens.json. */
+ * (SentencePiece) added_tokens.json of dir (none when dir is NULL). */
 static qv_status load_specials(qv_tokenizer *t, const char *dir)
 {
     qv_json *cfg = NULL, *map = NULL, *extra = NULL;
     char *cfg_p = NULL, *map_p = NULL, *extra_p = NULL;
-    qv_status st = load_config_file(dir, "tokenizer_config.json", &cfg_p, &cfg);
+    qv_status st = load_config_file(t, dir, "tokenizer_config.json", &cfg_p, &cfg);
     if (st == QV_OK)
-        st = load_config_file(dir, "special_tokens_map.json", &map_p, &map);
+        st = load_config_file(t, dir, "special_tokens_map.json", &map_p, &map);
     if (st == QV_OK && t->kind == QV_TOKENIZER_SPM)
-        st = load_config_file(dir, "added_tokens.json", &extra_p, &extra);
+        st = load_config_file(t, dir, "added_tokens.json", &extra_p, &extra);
     if (st == QV_OK)
         st = add_tokens_decoder(t, cfg, cfg_p);
     t->add_bos = true;
@@ -671,42 +669,86 @@ static qv_status finish(qv_tokenizer *t)
         t->vocab_size += !in_model;
         t->added_of_id[id] = (int32_t)i;
     }
+    /* the post-processor's ids end up in every encoding: they must name tokens */
+    const qv_vec *post[2] = {&t->post_prefix, &t->post_suffix};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < post[k]->len; i++) {
+            int32_t id = QV_VEC_AT(post[k], int32_t, i);
+            if (!qv_tokenizer_id_to_token(t, id))
+                return qv_fail(QV_ERR_FORMAT, "%s: post_processor: id %d is not in the vocabulary", t->file, (int)id);
+        }
     if (t->kind == QV_TOKENIZER_SPM)
         return build_matcher(t, &t->raw, 2);
     QV_TRY(build_matcher(t, &t->raw, 0));
     return build_matcher(t, &t->norm, 1);
 }
 
-qv_status qv_tokenizer_load(const char *model_dir, qv_tokenizer **out)
+static qv_tokenizer *tokenizer_new(void)
 {
-    *out = NULL;
-    char *json = qv_path_join(model_dir, "tokenizer.json"), *model = qv_path_join(model_dir, "tokenizer.model");
     qv_tokenizer *t = qv_calloc(1, sizeof *t, "tokenizer");
-    qv_status st = json && model && t ? QV_OK : QV_ERR_NOMEM;
     if (t) {
         qv_strmap_init(&t->added_map);
         qv_vec_init(&t->post_prefix, sizeof(int32_t));
         qv_vec_init(&t->post_suffix, sizeof(int32_t));
     }
+    return t;
+}
+
+/* The model file's bytes, then the specials of dir (none when NULL), then the indexes. */
+static qv_status tokenizer_build(qv_tokenizer *t, const char *data, size_t len, const char *dir)
+{
+    qv_status st = t->kind == QV_TOKENIZER_SPM ? qv_spm_parse(data, len, t->file, &t->spm)
+                                               : load_bpe(t, data, len, t->file);
+    if (st == QV_OK)
+        st = load_specials(t, dir);
+    if (st == QV_OK)
+        st = finish(t);
+    return st;
+}
+
+qv_status qv_tokenizer_parse(qv_tokenizer_kind kind, const char *data, size_t len, const char *name,
+                             qv_tokenizer **out)
+{
+    *out = NULL;
+    qv_tokenizer *t = tokenizer_new();
+    if (!t)
+        return QV_ERR_NOMEM;
+    t->kind = kind;
+    qv_status st = (t->file = qv_strdup(name)) ? tokenizer_build(t, data, len, NULL) : QV_ERR_NOMEM;
+    if (st != QV_OK) {
+        qv_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return QV_OK;
+}
+
+qv_status qv_tokenizer_load(const char *model_dir, qv_tokenizer **out)
+{
+    *out = NULL;
+    char *json = qv_path_join(model_dir, "tokenizer.json"), *model = qv_path_join(model_dir, "tokenizer.model");
+    qv_tokenizer *t = tokenizer_new();
+    qv_status st = json && model && t ? QV_OK : QV_ERR_NOMEM;
     if (st == QV_OK && !qv_is_dir(model_dir))
         st = qv_fail(QV_ERR_IO, "%s: not a model folder", model_dir);
     if (st == QV_OK && qv_path_exists(json)) {
         t->kind = QV_TOKENIZER_BPE;
         t->file = json;
         json = NULL;
-        st = load_bpe(t, t->file);
     } else if (st == QV_OK && qv_path_exists(model)) {
         t->kind = QV_TOKENIZER_SPM;
         t->file = model;
         model = NULL;
-        st = qv_spm_load(t->file, &t->spm);
     } else if (st == QV_OK) {
         st = qv_fail(QV_ERR_IO, "%s: no tokenizer.json or tokenizer.model", model_dir);
     }
+    char *data = NULL;
+    size_t len = 0;
     if (st == QV_OK)
-        st = load_specials(t, model_dir);
+        st = qv_read_file(t->file, t->kind == QV_TOKENIZER_SPM ? QV_SPM_MAX_FILE : QV_JSON_MAX_FILE, &data, &len);
     if (st == QV_OK)
-        st = finish(t);
+        st = tokenizer_build(t, data, len, model_dir);
+    qv_free(data);
     qv_free(json);
     qv_free(model);
     if (st != QV_OK) {

@@ -18,6 +18,12 @@
 
 typedef struct qv_tokenizer qv_tokenizer;
 
+#define QV_SPM_MAX_FILE ((size_t)1 << 30) /* tokenizer.model files larger than this are refused */
+/* Token ids (vocabulary, added tokens, post-processor ids) must be below this: tables indexed
+ * by id are allocated up to it, so a 30-byte file cannot ask for gigabytes (real vocabularies
+ * stay under 2^18; config.h caps vocab_size at the same 2^24). */
+#define QV_TOKENIZER_MAX_ID ((int64_t)1 << 24)
+
 typedef enum qv_tokenizer_kind {
     QV_TOKENIZER_BPE = 0, /* tokenizer.json, byte-level BPE */
     QV_TOKENIZER_SPM      /* tokenizer.model, SentencePiece BPE */
@@ -26,6 +32,12 @@ typedef enum qv_tokenizer_kind {
 /* Loads the tokenizer of a model folder (tokenizer.json is preferred over tokenizer.model).
  * Errors name the file and the problem (unknown model type, normaliser, pre-tokeniser, ...). */
 qv_status qv_tokenizer_load(const char *model_dir, qv_tokenizer **out);
+/* A tokenizer from the bytes of one file, tokenizer.json (QV_TOKENIZER_BPE) or tokenizer.model
+ * (QV_TOKENIZER_SPM), without the folder's tokenizer_config.json, special_tokens_map.json and
+ * added_tokens.json: no added tokens beyond tokenizer.json's, specials from the SentencePiece
+ * trainer ids only. `name` names the file in errors. Safe on arbitrary bytes (fuzzing). */
+qv_status qv_tokenizer_parse(qv_tokenizer_kind kind, const char *data, size_t len, const char *name,
+                             qv_tokenizer **out);
 void qv_tokenizer_free(qv_tokenizer *t);
 
 qv_tokenizer_kind qv_tokenizer_kind_of(const qv_tokenizer *t);

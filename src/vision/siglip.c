@@ -6,6 +6,7 @@
 
 #include "../core/fsutil.h"
 #include "../io/json.h"
+#include "../model/config_parse.h"
 #include "../nn/linear.h"
 
 static const qv_vit_names siglip_names = {
@@ -18,14 +19,6 @@ static const qv_vit_names siglip_names = {
     .vec = {[QV_VIT_NORM1_W] = "layer_norm1.weight", [QV_VIT_NORM1_B] = "layer_norm1.bias",
             [QV_VIT_NORM2_W] = "layer_norm2.weight", [QV_VIT_NORM2_B] = "layer_norm2.bias"}};
 
-static qv_status read_int(const qv_json *o, const char *key, const char *file, int64_t *out)
-{
-    QV_TRY(qv_json_int(o, key, file, out));
-    if (*out <= 0 || *out > ((int64_t)1 << 24))
-        return qv_fail(QV_ERR_INVALID, "%s: field \"%s\": %lld is out of range", file, key, (long long)*out);
-    return QV_OK;
-}
-
 qv_status qv_siglip_config_parse(const qv_json *o, const char *file, qv_vision_config *vc)
 {
     memset(vc, 0, sizeof *vc);
@@ -35,14 +28,15 @@ qv_status qv_siglip_config_parse(const qv_json *o, const char *file, qv_vision_c
     vc->norm_eps = 1e-6;
     vc->norm = QV_NORM_LAYER;
     vc->qkv_bias = true;
-    QV_TRY(read_int(o, "hidden_size", file, &vc->hidden));
-    QV_TRY(read_int(o, "intermediate_size", file, &vc->intermediate));
-    QV_TRY(read_int(o, "num_hidden_layers", file, &vc->n_layers));
-    QV_TRY(read_int(o, "num_attention_heads", file, &vc->n_heads));
-    QV_TRY(read_int(o, "image_size", file, &vc->image_size));
-    QV_TRY(read_int(o, "patch_size", file, &vc->patch_size));
-    QV_TRY(qv_json_int_opt(o, "num_channels", file, &vc->channels));
-    QV_TRY(qv_json_num_opt(o, "layer_norm_eps", file, &vc->norm_eps));
+    /* the caps of config.h (resource limits), as for every other tower */
+    QV_TRY(qv_cfg_pos_int(o, "hidden_size", file, "", QV_MAX_HIDDEN, &vc->hidden));
+    QV_TRY(qv_cfg_pos_int(o, "intermediate_size", file, "", QV_MAX_INTERMEDIATE, &vc->intermediate));
+    QV_TRY(qv_cfg_pos_int(o, "num_hidden_layers", file, "", QV_MAX_LAYERS, &vc->n_layers));
+    QV_TRY(qv_cfg_pos_int(o, "num_attention_heads", file, "", QV_MAX_HEADS, &vc->n_heads));
+    QV_TRY(qv_cfg_pos_int(o, "image_size", file, "", QV_MAX_IMAGE_SIDE, &vc->image_size));
+    QV_TRY(qv_cfg_pos_int(o, "patch_size", file, "", QV_MAX_IMAGE_SIDE, &vc->patch_size));
+    QV_TRY(qv_cfg_int_in(o, "num_channels", file, "", 1, QV_MAX_CHANNELS, false, &vc->channels));
+    QV_TRY(qv_cfg_pos_num(o, "layer_norm_eps", file, "", &vc->norm_eps));
     QV_TRY(qv_json_str_opt(o, "hidden_act", file, &act));
     snprintf(vc->hidden_act, sizeof vc->hidden_act, "%s", act);
     if (vc->hidden % vc->n_heads || vc->patch_size > vc->image_size)
