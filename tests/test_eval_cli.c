@@ -357,7 +357,9 @@ Test(eval_cli, bad_captions_and_images)
     rc = qt_run_cli(&o, &e, "eval '%s' --task caption --data '%s' --image-folder '%s' --max-memory 1M -q", model_ivl,
                     captions, images);
     expect_fail(rc, o, e, "--max-memory");
-    cr_expect_not_null(strstr(e, "needs about"), "%s", e);
+    /* refused up front by the image budget ("... needs 4.3 MiB, more than the --max-memory budget")
+     * or by the evaluation's own estimate ("needs about ...") */
+    cr_expect_not_null(strstr(e, "needs "), "%s", e);
     free(o), free(e), free(bad), free(caps), free(dir);
 }
 
