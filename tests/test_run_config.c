@@ -86,8 +86,9 @@ Test(run_config, every_mbq_config_parses)
 
 Test(run_config, qvlm_fixture_configs_parse)
 {
-    cr_expect_eq(load_tree(QV_SOURCE_DIR "/configs/internvl2-internlm2-tiny"), 4);
-    cr_expect_eq(load_tree(QV_SOURCE_DIR "/configs/internvl2-qwen2-tiny"), 4);
+    /* mbq_w3g128, mbq_w4a8, awq_w3g128, rtn_w3g128, smoothquant_w8a8, smoothquant_w4a8 */
+    cr_expect_eq(load_tree(QV_SOURCE_DIR "/configs/internvl2-internlm2-tiny"), 6);
+    cr_expect_eq(load_tree(QV_SOURCE_DIR "/configs/internvl2-qwen2-tiny"), 6);
     qv_run_config *c = load_one("configs/internvl2-qwen2-tiny/mbq_w4a8.yaml");
     cr_expect_str_eq(c->pretrained, "tests/fixtures/models/internvl2-qwen2-tiny");
     cr_expect_eq(c->calib_data, QV_CALIB_DATA_SHAREGPT4V);
