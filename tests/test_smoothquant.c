@@ -21,8 +21,10 @@
  *   c. `qvlm export --format fake --dtype float32` of the run: every decoder linear equal bit for
  *      bit to the test's FQ(W ⊙ s) (per output channel, symmetric, w_bit, the CUDA division form
  *      absmax·(1/qmax) the search config names; o/down/wo/w2 unsmoothed), every smoothed norm to
- *      γ/s; eval.json "fp_loss" against the test's FP loss abs ≤ 1e-5, "loss" against the test's
- *      forward of the quantized model (see check_loss for the bounds);
+ *      γ/s; `qvlm verify --against --scales` of the model-dtype export: 0 mismatches; eval.json
+ *      "fp_loss" against the test's FP loss abs ≤ 1e-5, "loss" against the test's forward of the
+ *      quantized model (see check_loss for the bounds: tight only without activation quantization,
+ *      hence the a_bit 16 runs, which SmoothQuant still quantizes per channel, symmetric, §4.3);
  *   d. alpha outside [0, 1] or not a number: exit 1, one line naming the config, no outputs.
  *
  * Samples: internvl2-qwen2-tiny runs its shipped 4-sample configs (the in-repo goldens keep all 4
@@ -682,6 +684,16 @@ static int64_t check_export(const model_info *mi, const run_out *r)
     }
     fprintf(stderr, "[smoothquant] %s alpha %g W%dA%d: export --format fake: %lld of %lld decoder values differ\n",
             mi->name, r->alpha, r->w_bit, r->a_bit, (long long)bad, (long long)n);
+    /* `qvlm verify` must rebuild the same weights from the scales (the model's own dtype) */
+    rc = qt_run_cli(&out, &err, "export '%s' --scales '%s' --format fake -o '%s/fake-bf16' --quiet", model, r->dir, od);
+    cr_assert_eq(rc, 0, "export %s: %s", r->dir, err);
+    free(out);
+    free(err);
+    rc = qt_run_cli(&out, &err, "verify '%s/fake-bf16' --against '%s' --scales '%s' --mismatches-only", od, model, r->dir);
+    cr_expect(rc == 0 && strstr(out, " 0 mismatches, max abs error 0\n"), "%s W%dA%d: verify exit %d\n%s%s", mi->name,
+              r->w_bit, r->a_bit, rc, out, err);
+    free(out);
+    free(err);
     free(od);
     return bad;
 }
@@ -740,12 +752,25 @@ Test(smoothquant, qwen2_w4a8_alpha08, .timeout = 600)
     const char *set[] = {"alpha: 0.8"};
     check_run(&qwen2, "smoothquant_w4a8", set, 1);
 }
+/* without activation quantization (a_bit 16) SmoothQuant still quantizes the weights per output
+ * channel, symmetric (§4.3): the loss is then free of rounding flips and held tightly */
+Test(smoothquant, qwen2_w8a16, .timeout = 600)
+{
+    const char *set[] = {"a_bit: 16"};
+    check_run(&qwen2, "smoothquant_w8a8", set, 1);
+}
 /* internlm2: sample 0 (the in-repo goldens' only sample) */
 Test(smoothquant, internlm2_w8a8_sample0, .timeout = 600)
 {
     const char *set[] = {"n_samples: 1"};
     check_run(&internlm2, "smoothquant_w8a8", set, 1);
 }
+Test(smoothquant, internlm2_w4a16_alpha08_sample0, .timeout = 600)
+{
+    const char *set[] = {"n_samples: 1", "alpha: 0.8", "a_bit: 16"};
+    check_run(&internlm2, "smoothquant_w4a8", set, 3);
+}
+
 /* d. bad alpha values: exit 1, one line naming the config file and the key, nothing written */
 Test(smoothquant, bad_alpha, .timeout = 120)
 {

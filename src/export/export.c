@@ -58,10 +58,14 @@ static qv_status resolve_spec(xctx *x)
     const qv_export_opts *o = x->o;
     const qv_search_config *c = x->have_sc ? &x->sc.cfg : NULL;
     bool known = c && c->present;
+    /* SmoothQuant quantizes its weights per output channel, symmetric, whatever a_bit is
+     * (ALGORITHMS.md §4.3, as qv_qmodel_from_scales evaluates them); the w_group and zero_point of
+     * its search config are defaults it never used */
+    const bool sq = known && !strcmp(c->method, "smoothquant");
     x->qs.bits = o->w_bit ? o->w_bit : known ? c->w_bit : 0;
-    x->qs.group = o->w_group ? o->w_group : known ? c->w_group : 128;
+    x->qs.group = o->w_group ? o->w_group : sq ? -1 : known ? c->w_group : 128;
     x->qs.a_bit = o->a_bit ? o->a_bit : known ? c->a_bit : 16;
-    x->qs.sym = o->zero_point >= 0 ? !o->zero_point : known ? !c->zero_point : false;
+    x->qs.sym = o->zero_point >= 0 ? !o->zero_point : sq ? true : known ? !c->zero_point : false;
     x->qs.div = o->division >= 0 ? (o->division ? QV_WQ_DIV_CPU : QV_WQ_DIV_CUDA)
                                  : (known && c->division_cpu ? QV_WQ_DIV_CPU : QV_WQ_DIV_CUDA);
     if (o->format == QV_FMT_FP8 || o->format == QV_FMT_MBQ_PT)

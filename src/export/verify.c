@@ -573,9 +573,11 @@ qv_status qv_verify_run(const qv_verify_opts *o, qv_verify_result *r)
             else if (c->w_bit >= 16)
                 st = qv_fail(QV_ERR_INVALID, "%s: w_bit %d: nothing was quantized", v.sc.path, c->w_bit);
             else {
+                /* W-A, and SmoothQuant at any a_bit (§4.3): per output channel, symmetric */
+                const bool pc = c->a_bit < 16 || !strcmp(c->method, "smoothquant");
                 v.bits = c->w_bit;
-                v.sym = c->a_bit < 16 || !c->zero_point;
-                v.group = c->a_bit < 16 ? -1 : c->w_group;
+                v.sym = pc || !c->zero_point;
+                v.group = pc ? -1 : c->w_group;
                 v.have_bits = true;
             }
         }
