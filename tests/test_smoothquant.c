@@ -40,6 +40,8 @@
 
 #include "core/fsutil.h"
 #include "io/json.h"
+#include "io/torchpt.h"
+#include "util/export_util.h"
 #include "util/testutil.h"
 
 /* ---- the two fixture models (fixtures README §2) ------------------------------------------------ */
@@ -769,6 +771,99 @@ Test(smoothquant, internlm2_w4a16_alpha08_sample0, .timeout = 600)
 {
     const char *set[] = {"n_samples: 1", "alpha: 0.8", "a_bit: 16"};
     check_run(&internlm2, "smoothquant_w4a8", set, 3);
+}
+
+/* run_process: false (§4.4): the reference loads its saved act-scale dict and smooths with the
+ * config's alpha. Here the dict is the reference's format ({linear: a[ci]} for every hooked
+ * linear, torch.save) holding the test's own FP maxima on the pairs' first linears and decoys
+ * (2·a) on the others, so the scales must be the float formula of the test's maxima, exactly. */
+Test(smoothquant, internlm2_saved_act_scales_pt, .timeout = 600)
+{
+    const model_info *mi = &internlm2;
+    model_w fpm;
+    model_load(&fpm, mi, NULL);
+    batch_result fp;
+    run_batch(mi, &fpm, &fp, false);
+    const int64_t C = fpm.C;
+    char *dir = qt_tmpdir(), pt[1024], sp[1100];
+    snprintf(pt, sizeof pt, "%s/act_scales.pt", dir);
+    qv_pt *doc;
+    cr_assert_eq(qv_pt_new(&doc), QV_OK);
+    qv_pt_value *root = qv_pt_dict(doc);
+    float *a = malloc((size_t)C * sizeof *a);
+    for (int l = 0; l < 3; l++)
+        for (int f = 0; f < 5; f++) { /* wqkv, w1 (the pairs' first linears), w3, wo, w2 */
+            char name[256];
+            snprintf(name, sizeof name, PFX "%d.%s", l, mi->lin[f]);
+            const int pair = f == 0 ? 0 : f == 1 ? 1 : -1;
+            for (int64_t j = 0; j < C; j++)
+                a[j] = pair >= 0 ? (float)fp.amax[(2 * l + pair) * C + j] : 2.0f * (float)fp.amax[(2 * l + 1) * C + j];
+            const int64_t n = f == 4 ? fpm.I : C; /* w2 reads the MLP width */
+            float *v = calloc((size_t)n, sizeof *v);
+            memcpy(v, a, (size_t)C * sizeof *v);
+            cr_assert_eq(qv_pt_set(root, qv_pt_str(doc, name), qv_pt_tensor(doc, QV_F32, 1, &n, v)), QV_OK);
+            free(v);
+        }
+    cr_assert_eq(qv_pt_save(pt, root), QV_OK, "%s", qv_last_error());
+    qv_pt_free(doc);
+    snprintf(sp, sizeof sp, "scale_path: %s", pt);
+    const char *set[] = {"n_samples: 1", "alpha: 0.8", "a_bit: 16", "run_process: false", sp};
+    run_out r;
+    run_sq(&r, mi, "smoothquant_w4a8", set, QV_ARRAY_LEN(set));
+    int64_t off = 0;
+    for (int k = 0; k < 6; k++)
+        for (int64_t j = 0; j < C; j++)
+            off += r.a[k][j] != (float)fp.amax[k * C + j];
+    cr_expect_eq(off, 0, "%lld act_scale values differ from the .pt's", (long long)off);
+    check_maxima_and_scales(mi, &r, &fp, C);
+    check_export(mi, &r);
+    check_loss(mi, &r, &fp);
+    run_free(&r);
+    model_free(&fpm);
+    free(a);
+    free(dir);
+}
+
+/* The same from a qvlm SmoothQuant folder made with another alpha: its act_scale vectors are
+ * smoothed again with this config's alpha; an MBQ folder (act_scale = mean |x|) is refused. */
+Test(smoothquant, internlm2_saved_folder_new_alpha, .timeout = 600)
+{
+    const model_info *mi = &internlm2;
+    model_w fpm;
+    model_load(&fpm, mi, NULL);
+    batch_result fp;
+    run_batch(mi, &fpm, &fp, false);
+    const char *first[] = {"n_samples: 1", "a_bit: 16"}; /* α 0.5 */
+    run_out r0, r;
+    run_sq(&r0, mi, "smoothquant_w8a8", first, 2);
+    char sp[1200];
+    snprintf(sp, sizeof sp, "scale_path: %s", r0.dir);
+    const char *set[] = {"n_samples: 1", "a_bit: 16", "alpha: 0.8", "run_process: false", sp};
+    run_sq(&r, mi, "smoothquant_w8a8", set, QV_ARRAY_LEN(set));
+    for (int k = 0; k < 6; k++)
+        cr_expect_eq(memcmp(r.a[k], r0.a[k], (size_t)fpm.C * sizeof(float)), 0, "entry %d: maxima not carried over", k);
+    check_maxima_and_scales(mi, &r, &fp, fpm.C);
+    check_loss(mi, &r, &fp);
+
+    char *mbq = qx_scales_dir(mi->name, "search_mbq_w3g128_reweight_mae"), *dir = qt_tmpdir(), conf[1200], *out, *err;
+    snprintf(conf, sizeof conf, "%s/c.yaml", dir);
+    FILE *o = fopen(conf, "w");
+    cr_assert_not_null(o);
+    fprintf(o, "model: internvl2\nmodel_args: pretrained=\"tests/fixtures/models/%s\"\ncalib_data: sharegpt4v\n"
+               "n_samples: 1\ndata_path: tests/fixtures/calib/captions_sharegpt4v.json\nimage_folder: "
+               "tests/fixtures/calib/images\nmethod: smoothquant\nrun_process: false\nw_bit: 8\na_bit: 8\n"
+               "dtype: float32\nscale_path: %s\n", mi->name, mbq);
+    fclose(o);
+    int rc = qt_run_cli(&out, &err, "quantize '%s' -o '%s/out' --quiet", conf, dir);
+    cr_expect_eq(rc, 1, "an MBQ folder as SmoothQuant maxima: exit %d", rc);
+    cr_expect(qt_count_lines(err) == 1 && strstr(err, "not SmoothQuant activation maxima"), "%s", err);
+    free(out);
+    free(err);
+    free(mbq);
+    free(dir);
+    run_free(&r0);
+    run_free(&r);
+    model_free(&fpm);
 }
 
 /* d. bad alpha values: exit 1, one line naming the config file and the key, nothing written */

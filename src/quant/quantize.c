@@ -544,6 +544,99 @@ static qv_status prepare_dir(run *r)
     return st;
 }
 
+/* ---- SmoothQuant from saved maxima (run_process false) ----------------------------------------- */
+
+/* The maxima a run_process: false SmoothQuant run smooths with (ALGORITHMS.md §4.4): the
+ * reference's act-scale .pt ({linear: a}), or a qvlm SmoothQuant folder (act_scale.{k:03d} of
+ * entry k, whose first linear names it). */
+typedef struct saved_maxima {
+    const char *path;
+    qv_scales sc;              /* the .pt's act entries, or the folder's entries */
+    float **dir_a;             /* [sc.n] the folder's act_scale vectors (NULL for a .pt) */
+    int64_t *dir_n;
+} saved_maxima;
+
+static bool ck_has_module(void *ctx, const char *module)
+{
+    char *w = qv_asprintf("%s.weight", module);
+    bool has = w && qv_checkpoint_find(((const qv_llm *)ctx)->ck, w, NULL);
+    qv_free(w);
+    return has;
+}
+
+static qv_status saved_lookup(void *ctx, const char *name, int64_t C, const float **a)
+{
+    const saved_maxima *sm = ctx;
+    const size_t n = sm->dir_a ? sm->sc.n : sm->sc.n_act;
+    for (size_t k = 0; k < n; k++) {
+        const char *key = sm->dir_a ? sm->sc.entries[k].layers[0] : sm->sc.act[k].prev_op;
+        const int64_t len = sm->dir_a ? sm->dir_n[k] : sm->sc.act[k].n;
+        if (strcmp(key, name))
+            continue;
+        if (len != C)
+            return qv_fail(QV_ERR_INVALID, "%s: the activation maxima of %s have %lld values, the model has %lld channels",
+                           sm->path, name, (long long)len, (long long)C);
+        *a = sm->dir_a ? sm->dir_a[k] : sm->sc.act[k].s;
+        return QV_OK;
+    }
+    return qv_fail(QV_ERR_INVALID, "%s: no activation maxima for %s", sm->path, name);
+}
+
+static void saved_free(saved_maxima *sm)
+{
+    for (size_t k = 0; sm->dir_a && k < sm->sc.n; k++)
+        qv_free(sm->dir_a[k]);
+    qv_free(sm->dir_a);
+    qv_free(sm->dir_n);
+    qv_scales_free(&sm->sc);
+}
+
+static qv_status smooth_from_saved(run *r, qv_qresult *res)
+{
+    saved_maxima sm = {.path = r->rc->scale_path};
+    qv_status st = qv_scales_load(sm.path, &sm.sc);
+    if (st == QV_OK && !sm.sc.n_act) {
+        /* a qvlm folder: only a SmoothQuant run's act_scale vectors are maxima (MBQ/AWQ keep mean |x|) */
+        if (!sm.sc.cfg.present || strcmp(sm.sc.cfg.method, "smoothquant"))
+            st = qv_fail(QV_ERR_INVALID, "%s: run_process is false, but scale_path %s holds %s%s%s, not SmoothQuant "
+                         "activation maxima (a SmoothQuant scales folder or the reference's act-scale .pt)",
+                         r->rc->file, sm.path, sm.sc.cfg.present ? "a " : "a scale list",
+                         sm.sc.cfg.present ? sm.sc.cfg.method : "", sm.sc.cfg.present ? " search" : "");
+        char *stp = st == QV_OK ? qv_path_join(sm.path, "scales.safetensors") : NULL;
+        qv_st_file *f = NULL;
+        if (st == QV_OK && !stp)
+            st = QV_ERR_NOMEM;
+        if (st == QV_OK)
+            st = qv_st_open(stp, &f);
+        sm.dir_a = st == QV_OK ? qv_calloc(sm.sc.n + 1, sizeof *sm.dir_a, "maxima") : NULL;
+        sm.dir_n = st == QV_OK ? qv_calloc(sm.sc.n + 1, sizeof *sm.dir_n, "maxima") : NULL;
+        if (st == QV_OK && (!sm.dir_a || !sm.dir_n))
+            st = QV_ERR_NOMEM;
+        for (size_t k = 0; st == QV_OK && k < sm.sc.n; k++) {
+            char key[32];
+            qv_tensor t;
+            snprintf(key, sizeof key, "act_scale.%03zu", k);
+            st = qv_st_get(f, key, &t);
+            if (st == QV_OK && (t.ndim != 1 || sm.sc.entries[k].n_layers == 0))
+                st = qv_fail(QV_ERR_FORMAT, "%s: %s is not a vector of one entry's maxima", stp, key);
+            if (st == QV_OK && !(sm.dir_a[k] = qv_malloc((size_t)t.shape[0] * sizeof(float) + 4, key)))
+                st = QV_ERR_NOMEM;
+            if (st == QV_OK) {
+                qv_convert(sm.dir_a[k], QV_F32, t.data, t.dtype, (size_t)t.shape[0]);
+                sm.dir_n[k] = t.shape[0];
+            }
+        }
+        qv_st_close(f);
+        qv_free(stp);
+    }
+    if (st == QV_OK)
+        st = qv_scales_resolve(&sm.sc, ck_has_module, r->m);
+    if (st == QV_OK)
+        st = qv_smooth_from_maxima(r->m, &r->o, saved_lookup, &sm, res);
+    saved_free(&sm);
+    return st;
+}
+
 qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
 {
     run r = {.rc = rc, .io = io};
@@ -697,13 +790,18 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     } else if (st == QV_OK && rc->method == QV_METHOD_SMOOTHQUANT) {
         st = qv_smooth_search(r.m, &r.o, &batch, x0, &res);
     }
+    /* SmoothQuant without run_process smooths the saved maxima with this run's alpha (§4.4), so
+     * its scales are new, and written like a search's */
+    const bool sq_saved = !search && rc->method == QV_METHOD_SMOOTHQUANT;
+    if (st == QV_OK && sq_saved)
+        st = smooth_from_saved(&r, &res);
     qv_free(x0_own);
     r.t_search = now_s() - t;
     qv_mem_sample(&r.mem);
     if (st != QV_OK)
         goto done;
     /* evaluate-only runs (run_process false) keep the scales they were given */
-    const bool eval_only = !rc->run_process && rc->method != QV_METHOD_RTN;
+    const bool eval_only = !rc->run_process && rc->method != QV_METHOD_RTN && !sq_saved;
     if (!eval_only && root) {
         QV_CHECK(st = write_scales(&r, &res), done);
         QV_CHECK(st = write_search_json(&r, &res), done);

@@ -15,4 +15,13 @@
  * real rows of a right-padded causal forward equal the unpadded forward's). */
 qv_status qv_smooth_search(qv_llm *m, const qv_quant_opts *o, const qv_llm_batch *b, const float *x0, qv_qresult *res);
 
+/* The maxima recorded for linear `name` (the first linear of a pair, e.g. ...self_attn.q_proj):
+ * *a = C values, owned by the callee and valid until it is freed; an error when there are none. */
+typedef qv_status (*qv_smooth_maxima_fn)(void *ctx, const char *name, int64_t C, const float **a);
+
+/* The same scale list from saved maxima instead of a calibration pass: what the reference does
+ * when run_process is false (§4.4: load the act-scale file, smooth with this run's alpha). */
+qv_status qv_smooth_from_maxima(qv_llm *m, const qv_quant_opts *o, qv_smooth_maxima_fn maxima, void *ctx,
+                                qv_qresult *res);
+
 #endif
