@@ -25,7 +25,10 @@
  *      "fp_loss" against the test's FP loss abs ≤ 1e-5, "loss" against the test's forward of the
  *      quantized model (see check_loss for the bounds: tight only without activation quantization,
  *      hence the a_bit 16 runs, which SmoothQuant still quantizes per channel, symmetric, §4.3);
- *   d. alpha outside [0, 1] or not a number: exit 1, one line naming the config, no outputs.
+ *   d. alpha outside [0, 1] or not a number: exit 1, one line naming the config, no outputs;
+ *   e. run_process: false (§4.4): maxima from the reference's act-scale .pt or from a qvlm
+ *      SmoothQuant folder are smoothed with the config's alpha (then a–c as above); a folder of
+ *      another method is refused.
  *
  * Samples: internvl2-qwen2-tiny runs its shipped 4-sample configs (the in-repo goldens keep all 4
  * layer-0 inputs). internvl2-internlm2-tiny's in-repo goldens keep sample 0 only, so its runs use
@@ -134,7 +137,9 @@ static void run_sq(run_out *r, const model_info *mi, const char *cfg, const char
         fprintf(o, "%s\n", set[i]);
     fclose(in);
     fclose(o);
-    int rc = qt_run_cli(&out, &err, "quantize '%s' -o '%s/out' --quiet", conf, dir);
+    /* one thread: Criterion runs two tests at once, and qvlm's OpenMP teams slow down badly when
+     * they oversubscribe the cores (the outputs do not depend on the thread count) */
+    int rc = qt_run_cli(&out, &err, "quantize '%s' -o '%s/out' --quiet --threads 1", conf, dir);
     cr_assert_eq(rc, 0, "%s %s: exit %d: %s", mi->name, cfg, rc, err);
     free(out);
     free(err);
@@ -645,7 +650,7 @@ static int64_t check_export(const model_info *mi, const run_out *r)
 {
     char *od = qt_tmpdir(), *out, *err, model[512];
     snprintf(model, sizeof model, "%s/models/%s", QV_FIXTURES, mi->name);
-    int rc = qt_run_cli(&out, &err, "export '%s' --scales '%s' --format fake --dtype float32 -o '%s/fake' --quiet", model,
+    int rc = qt_run_cli(&out, &err, "export '%s' --scales '%s' --format fake --dtype float32 -o '%s/fake' --quiet --threads 1", model,
                         r->dir, od);
     cr_assert_eq(rc, 0, "export %s: %s", r->dir, err);
     free(out);
@@ -687,11 +692,11 @@ static int64_t check_export(const model_info *mi, const run_out *r)
     fprintf(stderr, "[smoothquant] %s alpha %g W%dA%d: export --format fake: %lld of %lld decoder values differ\n",
             mi->name, r->alpha, r->w_bit, r->a_bit, (long long)bad, (long long)n);
     /* `qvlm verify` must rebuild the same weights from the scales (the model's own dtype) */
-    rc = qt_run_cli(&out, &err, "export '%s' --scales '%s' --format fake -o '%s/fake-bf16' --quiet", model, r->dir, od);
+    rc = qt_run_cli(&out, &err, "export '%s' --scales '%s' --format fake -o '%s/fake-bf16' --quiet --threads 1", model, r->dir, od);
     cr_assert_eq(rc, 0, "export %s: %s", r->dir, err);
     free(out);
     free(err);
-    rc = qt_run_cli(&out, &err, "verify '%s/fake-bf16' --against '%s' --scales '%s' --mismatches-only", od, model, r->dir);
+    rc = qt_run_cli(&out, &err, "verify '%s/fake-bf16' --against '%s' --scales '%s' --mismatches-only --threads 1", od, model, r->dir);
     cr_expect(rc == 0 && strstr(out, " 0 mismatches, max abs error 0\n"), "%s W%dA%d: verify exit %d\n%s%s", mi->name,
               r->w_bit, r->a_bit, rc, out, err);
     free(out);
