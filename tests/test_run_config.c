@@ -104,6 +104,15 @@ Test(run_config, qvlm_fixture_configs_parse)
     cr_expect(!qv_run_config_needs_calib(c));
     cr_expect(c->pseudo_quant);
     qv_run_configs_free(c, 1);
+    c = load_one("configs/internvl2-internlm2-tiny/smoothquant_w4a8.yaml");
+    cr_expect_eq(c->method, QV_METHOD_SMOOTHQUANT);
+    cr_expect_eq(c->alpha, 0.5);
+    cr_expect_eq(c->w_bit, 4);
+    cr_expect_eq(c->a_bit, 8);
+    cr_expect_eq(c->n_samples, 4);
+    cr_expect(c->run_process);
+    cr_expect(qv_run_config_needs_calib(c));
+    qv_run_configs_free(c, 1);
 }
 
 Test(run_config, mbq_weight_only_values)
