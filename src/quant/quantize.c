@@ -184,15 +184,18 @@ static qv_status layer_done(void *ctx, int64_t layer, const qv_qresult *res, siz
             qv_sb_puts(&meta, ",");
         entry_json(&meta, e);
         snprintf(names[k], sizeof names[k], "scale.%zu", i);
-        items[k++] = (qv_st_item){names[k - 1], QV_F32, 1, {e->n}, e->scale};
+        items[k] = (qv_st_item){names[k], QV_F32, 1, {e->n}, e->scale};
+        k++;
         snprintf(names[k], sizeof names[k], "act_scale.%zu", i);
-        items[k++] = (qv_st_item){names[k - 1], QV_F32, 1, {e->n}, e->act_scale};
+        items[k] = (qv_st_item){names[k], QV_F32, 1, {e->n}, e->act_scale};
+        k++;
     }
     qv_sb_puts(&meta, "]");
     for (size_t i = 0; i < nc; i++) {
         const qv_qclip *c = &res->clip[first_clip + i];
         snprintf(names[k], sizeof names[k], "clip.%s", c->name);
-        items[k++] = (qv_st_item){names[k - 1], QV_F32, 2, {c->co, c->ng}, c->max_val};
+        items[k] = (qv_st_item){names[k], QV_F32, 2, {c->co, c->ng}, c->max_val};
+        k++;
     }
     char *path = layer_path(r, layer);
     qv_status st = meta.oom || !path ? QV_ERR_NOMEM : QV_OK;
