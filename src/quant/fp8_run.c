@@ -11,30 +11,7 @@
 #include "../core/fsutil.h"
 #include "../llm/forward.h"
 #include "fp8.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void logf_(const qv_quantize_io *io, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(const qv_quantize_io *io, const char *fmt, ...)
-{
-    if (!io->log)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(io->log, fmt, ap);
-    va_end(ap);
-    fflush(io->log);
-}
-
-static const char *dtype_word(qv_dtype T)
-{
-    return T == QV_BF16 ? "bfloat16" : T == QV_F16 ? "float16" : "float32";
-}
+#include "run_util.h"
 
 static qv_status eval_loss(qv_llm *m, const qv_llm_batch *b, double *loss)
 {
@@ -61,7 +38,7 @@ static qv_status write_search_json(const qv_fp8_model *f, const qv_llm *m, const
     qv_strbuf b;
     qv_sb_init(&b);
     qv_sb_printf(&b, "{\n  \"format\": \"qvlm-search/1\",\n  \"method\": \"fp8\",\n  \"dtype\": \"%s\",\n  \"model\": ",
-                 dtype_word(f->T));
+                 qv_run_dtype_word(f->T));
     qv_sb_json_str(&b, m->dir, strlen(m->dir));
     qv_sb_puts(&b, ",\n  \"config\": ");
     qv_run_config_to_json(rc, &b);
@@ -114,26 +91,26 @@ qv_status qv_fp8_quantize(qv_fp8_model *fm, qv_llm *m, const qv_run_config *rc, 
     qv_llm_batch batch = {0};
     bool have_batch = false;
     qv_status st = QV_OK;
-    logf_(io, "qvlm: fp8 %s from %s on %s (%s arithmetic): weights FP8 per %s, inputs %s, KV cache %s -> %s\n",
-          fm->scheme[0] ? fm->scheme : "scheme", fm->rc.path, rc->pretrained, dtype_word(T), fm->w_per_tensor ? "tensor" : "channel",
+    qv_run_log(io, "qvlm: fp8 %s from %s on %s (%s arithmetic): weights FP8 per %s, inputs %s, KV cache %s -> %s\n",
+          fm->scheme[0] ? fm->scheme : "scheme", fm->rc.path, rc->pretrained, qv_run_dtype_word(T), fm->w_per_tensor ? "tensor" : "channel",
           act_word(fm->act), fm->n.kv_attn ? (fm->kv_n > 1 ? "FP8 per KV head" : "FP8 per tensor") : "not quantized", dir);
-    logf_(io, "qvlm: fp8: in scope: %zu decoder Linears, %zu vision-tower Linears, %zu projector Linears; KV scales on %zu "
+    qv_run_log(io, "qvlm: fp8: in scope: %zu decoder Linears, %zu vision-tower Linears, %zu projector Linears; KV scales on %zu "
               "attention modules\n", fm->n.llm, fm->n.vision, fm->n.projector, fm->n.kv_attn);
     if (fm->n.vision)
-        logf_(io, "qvlm: fp8: note: the recipe quantizes the vision tower's Linears too (its ignore list does not cover "
+        qv_run_log(io, "qvlm: fp8: note: the recipe quantizes the vision tower's Linears too (its ignore list does not cover "
                   "them; ALGORITHMS-2.md §4.6)\n");
 
     /* the calibration batch (also the evaluation batch) */
-    double t0 = now_s();
+    double t0 = qv_run_now_s();
     if (io->get_batch && rc->data_path) {
         QV_CHECK(st = io->get_batch(io->batch_ctx, m, rc, &batch, NULL, NULL), done);
         have_batch = true;
         QV_CHECK(st = qv_llm_batch_check(&batch, m), done);
     }
-    t->calib = now_s() - t0;
+    t->calib = qv_run_now_s() - t0;
 
     /* statistics on the FP model */
-    t0 = now_s();
+    t0 = qv_run_now_s();
     if (have_batch && qv_fp8_needs_stats(fm)) {
         if (qv_fp8_has_vision(fm) && fm->act == QV_FP8_ACT_TENSOR)
             QV_CHECK(st = io->embed_images(io->batch_ctx, m, rc, qv_fp8_vision_hook(fm, true), &batch), done);
@@ -153,7 +130,7 @@ qv_status qv_fp8_quantize(qv_fp8_model *fm, qv_llm *m, const qv_run_config *rc, 
     }
     if (qv_fp8_needs_stats(fm))
         QV_CHECK(st = qv_fp8_check_stats(fm, rc->file), done);
-    t->stats = now_s() - t0;
+    t->stats = qv_run_now_s() - t0;
     if (root) {
         QV_CHECK(st = qv_fp8_write_scales(fm, dir), done);
         QV_CHECK(st = qv_fp8_write_recipe(fm, dir), done);
@@ -161,7 +138,7 @@ qv_status qv_fp8_quantize(qv_fp8_model *fm, qv_llm *m, const qv_run_config *rc, 
     }
 
     /* evaluation: the FP model, then the FP8 model (vision Linears through the hook) */
-    t0 = now_s();
+    t0 = qv_run_now_s();
     qv_strbuf ev;
     qv_sb_init(&ev);
     if (have_batch) {
@@ -181,14 +158,14 @@ qv_status qv_fp8_quantize(qv_fp8_model *fm, qv_llm *m, const qv_run_config *rc, 
         qv_sb_json_double(&ev, fp_loss);
         qv_sb_printf(&ev, ", \"samples\": %lld}\n", (long long)batch.B);
         if (st == QV_OK)
-            logf_(io, "qvlm: calibration loss %.6f (full precision %.6f)\n", q_loss, fp_loss);
+            qv_run_log(io, "qvlm: calibration loss %.6f (full precision %.6f)\n", q_loss, fp_loss);
     } else {
         qv_sb_puts(&ev, "{\"loss\": null, \"fp_loss\": null}\n");
     }
     if (st == QV_OK && root)
         st = ev.oom ? QV_ERR_NOMEM : write_text(dir, "eval.json", ev.s, ev.len);
     qv_sb_free(&ev);
-    t->eval = now_s() - t0;
+    t->eval = qv_run_now_s() - t0;
 done:
     if (have_batch)
         qv_llm_batch_free(&batch);

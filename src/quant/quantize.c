@@ -1,5 +1,6 @@
 /* quantize.c — the `qvlm quantize` run (quantize.h). */
 #include "quantize.h"
+#include "run_util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -25,7 +26,7 @@
 
 #define SEARCH_FORMAT "qvlm-search/1"
 
-static double now_s(void)
+double qv_run_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -48,8 +49,7 @@ void qv_mem_sample(qv_mem_peak *p)
     fclose(f);
 }
 
-static void logf_(const qv_quantize_io *io, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(const qv_quantize_io *io, const char *fmt, ...)
+void qv_run_log(const qv_quantize_io *io, const char *fmt, ...)
 {
     if (!io->log)
         return;
@@ -77,7 +77,7 @@ typedef struct run {
     bool have_gs;
 } run;
 
-static const char *dtype_word(qv_dtype T)
+const char *qv_run_dtype_word(qv_dtype T)
 {
     return T == QV_BF16 ? "bfloat16" : T == QV_F16 ? "float16" : "float32";
 }
@@ -367,7 +367,7 @@ static qv_status write_search_json(run *r, const qv_qresult *res)
     qv_strbuf b;
     qv_sb_init(&b);
     qv_sb_printf(&b, "{\n  \"format\": \"%s\",\n  \"method\": \"%s\",\n  \"dtype\": \"%s\",\n  \"model\": ", SEARCH_FORMAT,
-                 qv_method_name(r->rc->method), dtype_word(r->o.T));
+                 qv_method_name(r->rc->method), qv_run_dtype_word(r->o.T));
     qv_sb_json_str(&b, r->m->dir, strlen(r->m->dir));
     qv_sb_puts(&b, ",\n  \"config\": ");
     qv_run_config_to_json(r->rc, &b);
@@ -492,7 +492,7 @@ static char *make_signature(const run *r)
     for (size_t i = 0; i < r->m->ck->n_shards; i++)
         bytes += r->m->ck->shards[i]->map_len;
     qv_sb_printf(&b, ",\"checkpoint_bytes\":%llu,\"dtype\":\"%s\",\"compute\":\"%s\",\"config\":", (unsigned long long)bytes,
-                 dtype_word(r->o.T), qv_dtype_name(r->m->dt));
+                 qv_run_dtype_word(r->o.T), qv_dtype_name(r->m->dt));
     /* the keys that decide the search (paths to outputs and thread counts do not) */
     const qv_run_config *c = r->rc;
     qv_sb_printf(&b, "{\"method\":\"%s\",\"w_bit\":%d,\"a_bit\":%d,\"w_group\":%d,\"zero_point\":%d,\"division\":\"%s\","
@@ -649,7 +649,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     qv_qresult res = {0};
     qv_scales sc = {0};
     qv_fp8_model fm = {0};
-    double t0 = now_s();
+    double t0 = qv_run_now_s();
     if (!rc->pretrained)
         return qv_fail(QV_ERR_INVALID, "%s: model_args names no pretrained model folder", rc->file);
     const char *dir = io->out_dir ? io->out_dir : rc->scale_dir;
@@ -701,13 +701,13 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
         qv_mem_sample(&r.mem);
         goto timings;
     }
-    logf_(io, "qvlm: %s %s w%d%s on %s (%s arithmetic, %s matmuls) -> %s\n", qv_method_name(rc->method),
-          r.o.wa ? "W-A" : "W-only", rc->w_bit, r.o.wa ? "" : "", rc->pretrained, dtype_word(T), qv_dtype_name(r.m->dt),
+    qv_run_log(io, "qvlm: %s %s w%d%s on %s (%s arithmetic, %s matmuls) -> %s\n", qv_method_name(rc->method),
+          r.o.wa ? "W-A" : "W-only", rc->w_bit, r.o.wa ? "" : "", rc->pretrained, qv_run_dtype_word(T), qv_dtype_name(r.m->dt),
           r.dir);
 
     /* calibration batch (also the evaluation batch): this rank's samples [b0, b0 + batch.B) of
      * n_total */
-    double t = now_s();
+    double t = qv_run_now_s();
     int64_t b0 = 0, n_total = 0;
     if (io->get_batch && (qv_run_config_needs_calib(rc) || rc->data_path)) {
         QV_CHECK(st = io->get_batch(io->batch_ctx, r.m, rc, &batch, &b0, &n_total), done);
@@ -718,7 +718,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
                      qv_method_name(rc->method));
         goto done;
     }
-    r.t_calib = now_s() - t;
+    r.t_calib = qv_run_now_s() - t;
     qv_mem_sample(&r.mem);
 
     /* layer-0 inputs: the batch's inputs_embeds themselves when it has them (read-only here; a
@@ -742,7 +742,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
 
     /* MBQ: gradient statistics and per-layer ratios (not needed again when a resumed run has
      * every layer: the ratios are in the layer checkpoints) */
-    t = now_s();
+    t = qv_run_now_s();
     if (st == QV_OK && rc->method == QV_METHOD_MBQ && rc->reweight && rc->run_process) {
         const int64_t NL = r.m->c->n_layers;
         qv_qresult probe = {0};
@@ -766,11 +766,11 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
         }
         qv_qresult_free(&probe);
     }
-    r.t_grad = now_s() - t;
+    r.t_grad = qv_run_now_s() - t;
     qv_mem_sample(&r.mem);
 
     /* the search */
-    t = now_s();
+    t = qv_run_now_s();
     const bool search = rc->run_process || rc->method == QV_METHOD_RTN;
     if (!search) {
         if (!rc->scale_path || !qv_path_exists(rc->scale_path)) {
@@ -799,7 +799,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     if (st == QV_OK && sq_saved)
         st = smooth_from_saved(&r, &res);
     qv_free(x0_own);
-    r.t_search = now_s() - t;
+    r.t_search = qv_run_now_s() - t;
     qv_mem_sample(&r.mem);
     if (st != QV_OK)
         goto done;
@@ -812,7 +812,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     QV_CHECK(st = qv_comm_barrier(), done); /* the other ranks read the scales rank 0 wrote */
 
     /* evaluation: the saved list applied to a fresh model view, fake-quantized */
-    t = now_s();
+    t = qv_run_now_s();
     qv_strbuf ev;
     qv_sb_init(&ev);
     qv_sb_puts(&ev, "{");
@@ -846,7 +846,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
             qv_sb_puts(&ev, ", ");
             QV_CHECK(st = qv_eval_heldout(r.m, r.dir, rc, 0, NULL, &ev), eval_fail);
         }
-        logf_(io, "qvlm: calibration loss %.6f (full precision %.6f)\n", q_loss, fp_loss);
+        qv_run_log(io, "qvlm: calibration loss %.6f (full precision %.6f)\n", q_loss, fp_loss);
     } else {
         qv_sb_puts(&ev, "\"loss\": null, \"fp_loss\": null");
     }
@@ -860,14 +860,14 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     qv_sb_free(&ev);
     if (st != QV_OK)
         goto done;
-    r.t_eval = now_s() - t;
+    r.t_eval = qv_run_now_s() - t;
     qv_mem_sample(&r.mem);
 
 timings:;
     /* per-rank phase times (the communication share included), gathered in rank order */
     enum { TW = 7 };
     qv_mem_sample(&r.mem);
-    double mine[TW] = {r.t_calib, r.t_grad, r.t_search, r.t_eval, now_s() - t0, comm->seconds, (double)r.mem.anon};
+    double mine[TW] = {r.t_calib, r.t_grad, r.t_search, r.t_eval, qv_run_now_s() - t0, comm->seconds, (double)r.mem.anon};
     double *all = qv_malloc((size_t)(comm->size * TW) * sizeof *all, "timings");
     if (!all) {
         st = QV_ERR_NOMEM;
@@ -880,7 +880,7 @@ timings:;
         qv_sb_printf(&tj, "{\"calibration\": %.3f, \"gradients\": %.3f, \"search\": %.3f, \"eval\": %.3f, \"total\": %.3f, "
                           "\"peak_rss_anon_bytes\": %llu, \"peak_rss_file_bytes\": %llu, \"threads\": %d, \"ranks\": %d, "
                           "\"per_rank\": [",
-                     r.t_calib, r.t_grad, r.t_search, r.t_eval, now_s() - t0, (unsigned long long)r.mem.anon,
+                     r.t_calib, r.t_grad, r.t_search, r.t_eval, qv_run_now_s() - t0, (unsigned long long)r.mem.anon,
                      (unsigned long long)r.mem.file, omp_get_max_threads(), comm->size);
         for (int k = 0; k < comm->size; k++) {
             const double *v = all + k * TW;
@@ -895,7 +895,7 @@ timings:;
 timings_fail:
     qv_free(all);
     if (st == QV_OK)
-        logf_(io, "qvlm: wrote %s/{scales.safetensors,search.json,eval.json,timings.json}\n", r.dir);
+        qv_run_log(io, "qvlm: wrote %s/{scales.safetensors,search.json,eval.json,timings.json}\n", r.dir);
 done:
     qv_fp8_close(&fm);
     qv_scales_free(&sc);
