@@ -187,7 +187,6 @@ int qv_cmd_forward(int argc, char **argv)
     qv_llm *m = NULL;
     qv_scales sc = {0};
     qv_qmodel qm;
-    bool have_sc = false;
     qv_llm_batch b = {0};
     qv_llm_result res = {0};
     qv_st_writer *w = NULL;
@@ -210,7 +209,6 @@ int qv_cmd_forward(int argc, char **argv)
             rc = qv_cli_fail();
             goto done;
         }
-        have_sc = true;
         qv_qmodel_attach(m, &qm);
     }
     if (!emb_file && m->cfg.has_vision) {
@@ -334,7 +332,6 @@ done:
     qv_llm_result_free(&res);
     qv_llm_batch_free(&b);
     qv_llm_close(m);
-    if (have_sc)
-        qv_scales_free(&sc);
+    qv_scales_free(&sc); /* zeroed when never loaded; loaded-but-refused scales too */
     return rc;
 }
