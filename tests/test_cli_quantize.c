@@ -8,7 +8,10 @@
  *     with QVLM_ISA=scalar (fixed-order reductions);
  *   - resume: removing the outputs and the last layer's checkpoint and re-running gives the same
  *     bytes;
- *   - bad configs: one line, exit 1, no outputs. */
+ *   - bad configs: one line, exit 1, no outputs.
+ * Under ASan+UBSan (scripts/test.sh) only the smallest model's four runs and the bad configs:
+ * sanitize-filter: cli_quantize/@(qwen2_four_reference_runs|bad_configs)
+ */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>

@@ -4,7 +4,10 @@
  * masks, with the reference's reweight ratios:
  *   act_scale rel ≤ 1e-5; each 20-point loss history rel ≤ 1e-4; the chosen ratio index equal
  *   wherever the golden's rel_margin_second_vs_best exceeds 1e-4 (all of them do here), and the
- *   scale rel ≤ 1e-5 where the index agrees. Arithmetic: FP32 (the goldens' T), CUDA division. */
+ *   scale rel ≤ 1e-5 where the index agrees. Arithmetic: FP32 (the goldens' T), CUDA division.
+ * Under ASan+UBSan (scripts/test.sh) the smallest model's three searches only:
+ * sanitize-filter: quant_search/qwen2_@(mbq_w3g128|awq_w3g128|mbq_w4a8)
+ */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>

@@ -33,7 +33,10 @@
  * Samples: internvl2-qwen2-tiny runs its shipped 4-sample configs (the in-repo goldens keep all 4
  * layer-0 inputs). internvl2-internlm2-tiny's in-repo goldens keep sample 0 only, so its runs use
  * the shipped configs with n_samples: 1, which selects that same sample (§7.2: shuffle, then the
- * first n) and pins every one of its maxima instead of bounding the 4-sample maxima. */
+ * first n) and pins every one of its maxima instead of bounding the 4-sample maxima.
+ * Under ASan+UBSan (scripts/test.sh) three cases only:
+ * sanitize-filter: smoothquant/@(qwen2_w8a8_shipped|internlm2_saved_act_scales_pt|bad_alpha)
+ */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
