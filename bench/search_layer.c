@@ -27,6 +27,7 @@
 
 #include "bench.h"
 #include "cli/cli.h"
+#include "core/prof.h"
 #include "fp.h"
 #include "gemm.h"
 #include "nn/fqgemm.h"
@@ -244,6 +245,7 @@ int qv_bench_search_layer(int argc, char **argv)
                 if (lins[i] == g->fcs[f])
                     s.fc_w[f] = wbf[i];
         const double t0 = now();
+        qv_prof_reset();
         st = qv_search_group(&s);
         const double dt = now() - t0;
         group_result *gr = &res[nres++];
@@ -258,6 +260,12 @@ int qv_bench_search_layer(int argc, char **argv)
             else
                 printf("group %-4s: %8.2f s for %lld grid points + reference; %.4g TFLOP, %.4g TFLOPS\n", gr->name, dt,
                        (long long)grid, gr->tflop, gr->tflop / gr->seconds_full);
+            printf("  %s parts: inspect %.2f s (GEMM calls %.2f s, rest %.2f s), candidates %.2f s, output "
+                   "conversion + loss %.2f s, other %.2f s\n",
+                   gr->name, qv_prof_get(QV_PROF_INSPECT), qv_prof_get(QV_PROF_GEMM),
+                   qv_prof_get(QV_PROF_INSPECT) - qv_prof_get(QV_PROF_GEMM), qv_prof_get(QV_PROF_CAND),
+                   qv_prof_get(QV_PROF_LOSS),
+                   dt - qv_prof_get(QV_PROF_INSPECT) - qv_prof_get(QV_PROF_CAND) - qv_prof_get(QV_PROF_LOSS));
             fflush(stdout);
         }
     }

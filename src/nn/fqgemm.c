@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../../simd/fp.h"
+#include "../core/prof.h"
 #include "matmul.h"
 
 struct qv_fqgemm_w {
@@ -247,6 +248,7 @@ qv_status qv_fqgemm(float *y, const uint16_t *x, int64_t M, const qv_fqgemm_w *w
     uint16_t *scratch = qv_aligned_alloc(64, bytes, "fqgemm: per-thread panels");
     if (!scratch)
         return QV_ERR_NOMEM;
+    const double t0 = qv_prof_now();
 
 #pragma omp parallel
     {
@@ -281,6 +283,7 @@ qv_status qv_fqgemm(float *y, const uint16_t *x, int64_t M, const qv_fqgemm_w *w
             }
         }
     }
+    qv_prof_add(QV_PROF_GEMM, qv_prof_now() - t0);
     qv_free(scratch);
     return QV_OK;
 }

@@ -3,6 +3,8 @@
  * status as the error and returns (STYLE.md "Errors"; oneDNN's example_utils.h without exit). */
 #include "matmul.h"
 
+#include "../core/prof.h"
+
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #include <pthread.h>
@@ -274,6 +276,7 @@ qv_status qv_matmul(qv_dtype dt, int64_t M, int64_t N, int64_t K, const void *a,
     const size_t es = qv_dtype_size(dt);
     const int64_t tm = (M + MM_TILE_M - 1) / MM_TILE_M, tn = (N + MM_TILE_N - 1) / MM_TILE_N, nt = tm * tn;
     const int nthr = omp_in_parallel() ? 1 : omp_get_max_threads();
+    const double t0 = qv_prof_now();
     qv_error_state err = {QV_OK, ""};
 #pragma omp parallel num_threads(nthr) if (nthr > 1 && nt > 1)
     {
@@ -296,6 +299,7 @@ qv_status qv_matmul(qv_dtype dt, int64_t M, int64_t N, int64_t K, const void *a,
         if (saved != 1)
             omp_set_num_threads(saved);
     }
+    qv_prof_add(QV_PROF_GEMM, qv_prof_now() - t0);
     return err.status == QV_OK ? QV_OK : qv_error_restore(&err);
 }
 
