@@ -316,7 +316,11 @@ Test(gemm, kernels_match_models, .timeout = 300)
         int64_t M, N, K, kc;
         bool bias;
     } shapes[] = {{32, 32, 32, 0, false}, {64, 64, 256, 64, true}, {36, 48, 128, 0, true}, {24, 40, 96, 32, false},
-                  {96, 96, 64, 0, true}};
+                  {96, 96, 64, 0, true},
+                  /* two m-blocks (128 + 96 rows), three column groups (17 pairs), k-blocks 2+2+1 */
+                  {224, 544, 160, 64, true},
+                  /* K past one k-block (34 tiles > 16: kc = all is capped), a partial column pair */
+                  {160, 300, 1088, 0, false}};
     qt_rng g = {0x77};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const int64_t N = shapes[si].N, K = shapes[si].K, Np = qv_gemm_packed_elems(N, K) / K;

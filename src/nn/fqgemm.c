@@ -230,6 +230,10 @@ qv_status qv_fqgemm(float *y, const uint16_t *x, int64_t M, const qv_fqgemm_w *w
     const int64_t N = w->N, K = w->K, nbt = w->nbt, mr = k->mr;
     /* panel width: the n-blocks whose fake-quantized copy fits the budget, in pairs */
     int64_t pw = tune.panel_kib * 1024 / (K * QV_GEMM_NB * 2) / 2 * 2;
+    /* without fake quantization there is no per-thread copy to fit: at least 256 columns per item
+     * (the kernel's accumulator group), so each row block of X is read once per 256 columns */
+    if (!q)
+        pw = QV_MAX(pw, (int64_t)16);
     pw = QV_MAX((int64_t)2, QV_MIN(pw, nbt));
     const int64_t panels = (nbt + pw - 1) / pw, nthreads = omp_get_max_threads();
     /* few panels: split the rows too (each row chunk fake-quantizes its panel again) */
