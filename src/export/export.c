@@ -696,6 +696,14 @@ done:
     if (st != QV_OK && x.tmp) {
         qv_error_state es;
         qv_error_save(&es, st);
+        /* the message names the file under the destination, not the temporary folder that is
+         * about to be removed ("OUT/tokenizer.json: No space left on device") */
+        char *at = strstr(es.msg, x.tmp);
+        if (at) {
+            char rest[QV_ERROR_MAX];
+            snprintf(rest, sizeof rest, "%s", at + strlen(x.tmp));
+            snprintf(at, sizeof es.msg - (size_t)(at - es.msg), "%s%s", o->out, rest);
+        }
         xctx_free(&x); /* aborts the shard writers (their own temporaries) first */
         qv_outdir_abort(x.tmp);
         qv_free(x.tmp);
