@@ -19,6 +19,7 @@
  *     landed in the layer search with a checkpoint already written (a real mid-search resume).
  * Kill delays are uniform in [0, the reference's wall time), so they fall in process start,
  * calibration, gradients, search, evaluation and the writes alike. About 30 s of CPU.
+ * A second test kills an export at the crash point between the two renames of a replace.
  * A whole quantization: no QVLM_ISA=scalar twin (QV_TESTS_NO_SCALAR_TWIN). */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -336,4 +337,48 @@ Test(kill_resume, quantize_and_export_survive_sigkill, .timeout = 900)
     free(e);
     free(err);
     free(root);
+}
+
+/* The one window of an export that replaces an existing output (--force) that timing seldom hits:
+ * the old output renamed aside, the finished new one not yet renamed into place. A kill there
+ * (QVLM_CRASH_AT=export-replace, qv_crash_point) leaves no output under the final name, only the
+ * two temporaries; the next start clears both and writes the output, byte-identical to an
+ * uninterrupted export, with nothing left beside it. */
+Test(kill_resume, export_killed_between_the_renames_of_a_replace, .timeout = 300)
+{
+    char *root = qt_tmpdir(), *model = qx_fixture("models/" MODEL), *scales = qx_scales_dir(MODEL, "search_mbq_w3g128_reweight_mae");
+    char *ref_dir = join(root, "ref"), *ref = join(ref_dir, "out"), *e_dir = join(root, "e"), *e = join(e_dir, "out");
+    char *err = join(root, "stderr");
+    cr_assert_eq(qv_mkdirs(ref_dir), QV_OK);
+    cr_assert_eq(qv_mkdirs(e_dir), QV_OK);
+    const char *ref_argv[] = {"export", model, "--scales", scales, "--format", "gptq", "-o", ref, "--quiet", NULL};
+    const char *e_argv[] = {"export", model, "--scales", scales, "--format", "gptq", "-o", e, "--force", "--quiet", NULL};
+    const cmd rc = {ref_argv, err}, ec = {e_argv, err};
+    run_to_end(&rc, "reference export");
+    run_to_end(&ec, "the export to be replaced");
+
+    setenv("QVLM_CRASH_AT", "export-replace", 1);
+    int pid = spawn(&ec), status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    unsetenv("QVLM_CRASH_AT");
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the crash point was not reached: status 0x%x",
+              status);
+    cr_assert(!qv_path_exists(e), "an output under the final name after a kill between the renames");
+    int n_old = 0, n_tmp = 0;
+    DIR *d = opendir(e_dir);
+    cr_assert_not_null(d);
+    for (struct dirent *de; (de = readdir(d));) {
+        n_old += strncmp(de->d_name, "out.qvlm-old.", 13) == 0;
+        n_tmp += strncmp(de->d_name, "out.qvlm-tmp.", 13) == 0;
+    }
+    closedir(d);
+    cr_assert(n_old == 1 && n_tmp == 1, "expected the old output and the new one beside the destination, found %d and %d",
+              n_old, n_tmp);
+    check_beside(e_dir, "out", false, "after the kill between the renames");
+
+    run_to_end(&ec, "the export after the kill");
+    int n_temps = 0, n_layers = 0;
+    check_tree(e, ref, true, "after the export that followed the kill", &n_temps, &n_layers);
+    check_beside(e_dir, "out", true, "after the export that followed the kill");
+    free(root), free(model), free(scales), free(ref_dir), free(ref), free(e_dir), free(e), free(err);
 }

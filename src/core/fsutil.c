@@ -289,3 +289,10 @@ qv_status qv_remove_tree(const char *path)
     }
     return QV_OK;
 }
+
+void qv_crash_point(const char *point)
+{
+    const char *e = getenv("QVLM_CRASH_AT");
+    if (e && strcmp(e, point) == 0)
+        raise(SIGKILL);
+}

@@ -32,6 +32,12 @@ qv_status qv_write_file_atomic(const char *path, const void *data, size_t n);
  * leaves no debris of the runs it resumes. */
 void qv_remove_stale_temps(const char *path);
 
+/* Fault injection for the crash-safety tests: when the environment variable QVLM_CRASH_AT equals
+ * `point`, the process SIGKILLs itself here (a kill in a window too short to hit by timing, such
+ * as between the two renames of an export that replaces an existing output). Points:
+ * "export-replace". A no-op otherwise. */
+void qv_crash_point(const char *point);
+
 bool qv_path_exists(const char *path);
 bool qv_is_dir(const char *path);
 /* mkdir -p */

@@ -78,6 +78,8 @@ qv_status qv_outdir_commit(const char *tmp, const char *dest)
             }
         }
     }
+    if (old)
+        qv_crash_point("export-replace"); /* the old output aside, the new one not yet in place */
     if (rename(tmp, dest) != 0) {
         qv_status st = qv_fail(QV_ERR_IO, "%s: cannot rename the finished output into place: %s", dest, strerror(errno));
         if (old)
