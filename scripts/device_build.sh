@@ -23,7 +23,7 @@
 #           samples, 1 layer): search time, scaling, per-rank RSS and communication share  (420 s)
 # Not in "all" (each takes most of a device call): e2e, mpi. Name them.
 # Environment: OUT, QV_PREFIX (/tmp/qvlm-prefix), QV_BUILD (build-device), QV_JOBS (nproc),
-# QV_TEST_REGEX, QV_BENCH_ARGS (more fqgemm options), QV_SEARCH_ARGS (--points 2), QV_TORCH_ARGS
+# QV_BUILD_TARGETS (the build stage builds only these, e.g. qvlm), QV_TEST_REGEX, QV_BENCH_ARGS (more fqgemm options), QV_SEARCH_ARGS (--points 2), QV_TORCH_ARGS
 # (--points 2), QV_ISOLATE=1 (CMake
 # finds packages under the prefix only: for checking the script on a host that has the -dev
 # packages installed), QV_LIMIT_SCALE (multiplies every stage's time limit; default 1).
@@ -110,10 +110,11 @@ stage_build() {
         -DPKG_CONFIG_EXECUTABLE="$PKGCONF" -DCMAKE_C_FLAGS="-I$PREFIX/usr/include/x86_64-linux-gnu" \
         -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$LIB:$LIB2" \
         -DOpenCL_INCLUDE_DIR="$PREFIX/usr/include" -DOpenCL_LIBRARY="$LIB/libOpenCL.so" "${iso[@]}"
-    cmake --build "$BUILD" -j"$JOBS"
+    # shellcheck disable=SC2086
+    cmake --build "$BUILD" -j"$JOBS" ${QV_BUILD_TARGETS:+--target $QV_BUILD_TARGETS}
     echo "libraries of qvlm:"
     ldd "$BUILD/qvlm" | grep -E "dnnl|json|yaml|jpeg|png|pcre|utf8|OpenCL|gomp|not found"
-    ! ldd "$BUILD/qvlm" "$BUILD/test_fqgemm" | grep "not found"
+    ! ldd "$BUILD/qvlm" $([ -f "$BUILD/test_fqgemm" ] && echo "$BUILD/test_fqgemm") | grep "not found"
 }
 
 stage_test() {
