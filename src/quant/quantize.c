@@ -3,6 +3,8 @@
 #include "run_util.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,49 @@ void qv_mem_sample(qv_mem_peak *p)
             p->file = kb * 1024;
     }
     fclose(f);
+}
+
+struct qv_mem_watch {
+    pthread_t th;
+    atomic_int stop;
+    qv_mem_peak peak; /* written by the watcher only, read after the join */
+};
+
+static void *mem_watch_main(void *arg)
+{
+    qv_mem_watch *w = arg;
+    const struct timespec tick = {0, 20 * 1000 * 1000};
+    while (!atomic_load(&w->stop)) {
+        qv_mem_sample(&w->peak);
+        nanosleep(&tick, NULL);
+    }
+    return NULL;
+}
+
+qv_mem_watch *qv_mem_watch_start(void)
+{
+    qv_mem_watch *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    atomic_init(&w->stop, 0);
+    if (pthread_create(&w->th, NULL, mem_watch_main, w) != 0) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void qv_mem_watch_stop(qv_mem_watch *w, qv_mem_peak *into)
+{
+    if (!w)
+        return;
+    atomic_store(&w->stop, 1);
+    pthread_join(w->th, NULL);
+    if (into) {
+        into->anon = w->peak.anon > into->anon ? w->peak.anon : into->anon;
+        into->file = w->peak.file > into->file ? w->peak.file : into->file;
+    }
+    free(w);
 }
 
 void qv_run_log(const qv_quantize_io *io, const char *fmt, ...)
@@ -658,6 +703,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     r.dir = qv_strdup(dir);
     if (!r.dir)
         return QV_ERR_NOMEM;
+    qv_mem_watch *watch = qv_mem_watch_start();
 
     /* the model, in the compute dtype the host supports */
     qv_model_config cfg;
@@ -867,6 +913,8 @@ timings:;
     /* per-rank phase times (the communication share included), gathered in rank order */
     enum { TW = 7 };
     qv_mem_sample(&r.mem);
+    qv_mem_watch_stop(watch, &r.mem);
+    watch = NULL;
     double mine[TW] = {r.t_calib, r.t_grad, r.t_search, r.t_eval, qv_run_now_s() - t0, comm->seconds, (double)r.mem.anon};
     double *all = qv_malloc((size_t)(comm->size * TW) * sizeof *all, "timings");
     if (!all) {
@@ -897,6 +945,7 @@ timings_fail:
     if (st == QV_OK)
         qv_run_log(io, "qvlm: wrote %s/{scales.safetensors,search.json,eval.json,timings.json}\n", r.dir);
 done:
+    qv_mem_watch_stop(watch, NULL); /* NULL when stopped at the timings */
     qv_fp8_close(&fm);
     qv_scales_free(&sc);
     qv_qresult_free(&res);

@@ -56,4 +56,12 @@ typedef struct qv_mem_peak {
 } qv_mem_peak;
 void qv_mem_sample(qv_mem_peak *p);
 
+/* A thread that samples the resident set every 20 ms (Linux keeps no high-water mark of the
+ * anonymous part alone; samples at phase ends missed peaks inside a phase). start returns NULL
+ * when the thread cannot be made (the phase-end samples remain); stop joins it and raises *into
+ * to the peaks it saw. */
+typedef struct qv_mem_watch qv_mem_watch;
+qv_mem_watch *qv_mem_watch_start(void);
+void qv_mem_watch_stop(qv_mem_watch *w, qv_mem_peak *into);
+
 #endif
