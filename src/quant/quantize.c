@@ -694,6 +694,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     qv_qresult res = {0};
     qv_scales sc = {0};
     qv_fp8_model fm = {0};
+    bool wrote_scales = false; /* an evaluate-only run writes eval.json and timings.json only */
     double t0 = qv_run_now_s();
     if (!rc->pretrained)
         return qv_fail(QV_ERR_INVALID, "%s: model_args names no pretrained model folder", rc->file);
@@ -743,6 +744,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     if (rc->method == QV_METHOD_FP8) { /* one calibration pass instead of a search (fp8.h) */
         qv_fp8_times ft;
         QV_CHECK(st = qv_fp8_quantize(&fm, r.m, rc, io, r.dir, &ft), done);
+        wrote_scales = true;
         r.t_calib = ft.calib, r.t_search = ft.stats, r.t_eval = ft.eval;
         qv_mem_sample(&r.mem);
         goto timings;
@@ -855,6 +857,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
         QV_CHECK(st = write_scales(&r, &res), done);
         QV_CHECK(st = write_search_json(&r, &res), done);
     }
+    wrote_scales = !eval_only;
     QV_CHECK(st = qv_comm_barrier(), done); /* the other ranks read the scales rank 0 wrote */
 
     /* evaluation: the saved list applied to a fresh model view, fake-quantized */
@@ -943,7 +946,8 @@ timings:;
 timings_fail:
     qv_free(all);
     if (st == QV_OK)
-        qv_run_log(io, "qvlm: wrote %s/{scales.safetensors,search.json,eval.json,timings.json}\n", r.dir);
+        qv_run_log(io, "qvlm: wrote %s/{%stimings.json}\n", r.dir,
+                   wrote_scales ? "scales.safetensors,search.json,eval.json," : "eval.json,");
 done:
     qv_mem_watch_stop(watch, NULL); /* NULL when stopped at the timings */
     qv_fp8_close(&fm);
