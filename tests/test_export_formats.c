@@ -482,6 +482,15 @@ Test(export_formats, fake_float32_equals_reference_layer0)
     cr_assert(!json_object_object_get_ex(j, "quantization_config", NULL), "fake exports load as the original class");
     cr_assert_str_eq(json_object_get_string(json_object_object_get(j, "torch_dtype")), "float32");
     json_object_put(j);
+    /* verify with an FP32 reference: every tensor equal, the vision tower's conv and position
+     * embeddings (3 and more dimensions) compared by value, not as BF16 bytes */
+    char *model = qx_fixture("models/internvl2-qwen2-tiny"),
+         *scales = qx_scales_dir("internvl2-qwen2-tiny", "search_mbq_w3g128_reweight_mae"), *o, *e;
+    int rc = qt_run_cli(&o, &e, "verify '%s' --against '%s' --scales '%s' --dtype float32 --mismatches-only", dir, model,
+                        scales);
+    cr_assert_eq(rc, 0, "verify: exit %d\n%s%s", rc, o, e);
+    cr_assert(strstr(o, " 77 tensors checked, 0 mismatches, max abs error 0\n") != NULL, "verify:\n%s", o);
+    free(o), free(e), free(model), free(scales);
     qv_st_close(g);
     qv_checkpoint_close(ck);
     free(dir);

@@ -435,11 +435,17 @@ static qv_status check_tensor(vctx *v, const qv_tinfo *t, const qv_wset *ws)
     size_t mlen = strlen(t->module);
     bool is_weight = !strcmp(name + mlen, ".weight");
     qv_dtype T = t->layer >= 0 ? v->T : (v->o->dtype != QV_DTYPE_COUNT ? v->o->dtype : t->e->dtype);
-    if (!qv_dtype_is_float(t->e->dtype) || (t->e->ndim > 2 && !quant))
-        return qv_dtype_is_float(t->e->dtype) ? check_bytes(v, t) : check_bytes(v, t);
+    if (!qv_dtype_is_float(t->e->dtype))
+        return check_bytes(v, t);
     float *own = NULL, *fq = NULL;
     size_t n = 0;
     const float *w;
+    if (t->e->ndim > 2 && !quant) { /* conv / position embeddings: values, in the file's dtype */
+        QV_TRY(original_f32(t, T, &own, &n));
+        qv_status st = check_plain(v, name, own, n);
+        qv_free(own);
+        return st;
+    }
     if (b) {
         w = b->data;
         n = (size_t)(b->shape[0] * b->shape[1]);
