@@ -23,13 +23,7 @@ void qv_gemm_panel_amx(float *y, int64_t ldy, const uint16_t *x, int64_t ldx, in
 void qv_hw_tdpbf16ps(float *c, const uint32_t *a, const uint32_t *b, int rows, int kp, int n)
 {
     qv_tilecfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    cfg.rows[0] = cfg.rows[1] = (uint8_t)rows;
-    cfg.colsb[0] = (uint16_t)(4 * n);
-    cfg.colsb[1] = (uint16_t)(4 * kp);
-    cfg.rows[2] = (uint8_t)kp;
-    cfg.colsb[2] = (uint16_t)(4 * n);
+    qv_tilecfg_single(&cfg, rows, kp, n);
     _tile_loadconfig(&cfg);
     _tile_loadd(0, c, 4 * n);
     _tile_loadd(1, a, 4 * kp);

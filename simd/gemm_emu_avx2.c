@@ -33,13 +33,7 @@ void qv_gemm_panel_emu_avx512bf16(float *y, int64_t ldy, const uint16_t *x, int6
 void qv_emu_tdpbf16ps(float *c, const uint32_t *a, const uint32_t *b, int rows, int kp, int n)
 {
     qv_tilecfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    cfg.rows[0] = cfg.rows[1] = (uint8_t)rows;
-    cfg.colsb[0] = (uint16_t)(4 * n);
-    cfg.colsb[1] = (uint16_t)(4 * kp);
-    cfg.rows[2] = (uint8_t)kp;
-    cfg.colsb[2] = (uint16_t)(4 * n);
+    qv_tilecfg_single(&cfg, rows, kp, n);
     qv_emu_t_config(&cfg);
     qv_emu_t_load(0, c, 4 * n);
     qv_emu_t_load(1, a, 4 * kp);

@@ -34,6 +34,19 @@ static inline void qv_tilecfg_full(qv_tilecfg *c)
     }
 }
 
+/* One TDPBF16PS on tiles 0 (C: rows x n f32), 1 (A: rows x kp pairs) and 2 (B: kp x n pairs): the
+ * configuration of the single-instruction checks (qv_hw_tdpbf16ps, qv_emu_tdpbf16ps). */
+static inline void qv_tilecfg_single(qv_tilecfg *c, int rows, int kp, int n)
+{
+    memset(c, 0, sizeof *c);
+    c->palette = 1;
+    c->rows[0] = c->rows[1] = (uint8_t)rows;
+    c->colsb[0] = (uint16_t)(4 * n);
+    c->colsb[1] = (uint16_t)(4 * kp);
+    c->rows[2] = (uint8_t)kp;
+    c->colsb[2] = (uint16_t)(4 * n);
+}
+
 /* DAZ on an input / FTZ on a result: a denormal becomes a zero of the same sign. */
 static inline float qv_flush_denormal(float x)
 {
