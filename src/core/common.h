@@ -33,6 +33,16 @@ typedef struct qv_error_state {
 void qv_error_save(qv_error_state *es, qv_status st);
 qv_status qv_error_restore(const qv_error_state *es);
 
+/* The first failure inside an OpenMP parallel region, carried out of it: zero-initialise, call
+ * qv_par_error_set from any thread (only the first call is kept), test `failed` to skip the
+ * remaining work, and after the region return qv_par_error_status. */
+typedef struct qv_par_error {
+    volatile int failed;
+    qv_error_state es;
+} qv_par_error;
+void qv_par_error_set(qv_par_error *pe, qv_status st);
+qv_status qv_par_error_status(const qv_par_error *pe);
+
 #define QV_TRY(expr)                      \
     do {                                  \
         qv_status qv_try_s_ = (expr);     \

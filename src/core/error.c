@@ -87,6 +87,19 @@ void qv_error_save(qv_error_state *es, qv_status st)
     memcpy(es->msg, tl_msg, sizeof es->msg);
 }
 
+void qv_par_error_set(qv_par_error *pe, qv_status st)
+{
+#pragma omp critical(qv_par_error)
+    {
+        if (!pe->failed) {
+            qv_error_save(&pe->es, st);
+            pe->failed = 1;
+        }
+    }
+}
+
+qv_status qv_par_error_status(const qv_par_error *pe) { return pe->failed ? qv_error_restore(&pe->es) : QV_OK; }
+
 qv_status qv_error_restore(const qv_error_state *es)
 {
     memcpy(tl_msg, es->msg, sizeof tl_msg);

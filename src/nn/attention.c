@@ -89,23 +89,6 @@ static float *scratch_get(const scratch *s)
     return s->base + (size_t)(t < s->n ? t : 0) * s->per;
 }
 
-/* First failure inside a parallel region, carried out of it. */
-typedef struct par_err {
-    volatile int failed;
-    qv_error_state es;
-} par_err;
-
-static void par_fail(par_err *pe, qv_status st)
-{
-#pragma omp critical(qv_attention_err)
-    {
-        if (!pe->failed) {
-            qv_error_save(&pe->es, st);
-            pe->failed = 1;
-        }
-    }
-}
-
 /* ---- forward --------------------------------------------------------------------------------- */
 
 static qv_status fwd_item(const qv_attn_desc *a, int64_t b, int64_t h, int64_t i0, float *out, const float *q,
@@ -188,7 +171,7 @@ qv_status qv_attention(const qv_attn_desc *a, float *out, const float *q, const 
     scratch sc;
     QV_TRY(scratch_init(&sc, (size_t)BQ * BK + (size_t)BQ * (size_t)a->d));
     const int64_t nqb = (a->L + BQ - 1) / BQ, n_items = a->B * a->H * nqb;
-    par_err pe = {0};
+    qv_par_error pe = {0};
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t it = 0; it < n_items; it++) {
         if (pe.failed)
@@ -196,10 +179,10 @@ qv_status qv_attention(const qv_attn_desc *a, float *out, const float *q, const 
         int64_t qb = it % nqb, h = (it / nqb) % a->H, b = it / (nqb * a->H);
         qv_status st = fwd_item(a, b, h, qb * BQ, out, q, k, v, lse, scratch_get(&sc));
         if (st != QV_OK)
-            par_fail(&pe, st);
+            qv_par_error_set(&pe, st);
     }
     qv_free(sc.base);
-    return pe.failed ? qv_error_restore(&pe.es) : QV_OK;
+    return qv_par_error_status(&pe);
 }
 
 /* ---- backward -------------------------------------------------------------------------------- */
@@ -330,7 +313,7 @@ qv_status qv_attention_backward(const qv_attn_desc *a, float *dq, float *dk, flo
         qv_free(D);
         return st0;
     }
-    par_err pe = {0};
+    qv_par_error pe = {0};
     const int64_t nqb = (L + BQ - 1) / BQ, nkb = (L + BK - 1) / BK;
     const int64_t n_q = a->B * H * nqb, n_kv = a->B * a->KV * nkb;
 #pragma omp parallel
@@ -342,7 +325,7 @@ qv_status qv_attention_backward(const qv_attn_desc *a, float *dq, float *dk, flo
             int64_t qb = it % nqb, h = (it / nqb) % H, b = it / (nqb * H);
             qv_status st = dq_item(a, b, h, qb * BQ, dq, dout, q, k, v, lse, D, scratch_get(&sc));
             if (st != QV_OK)
-                par_fail(&pe, st);
+                qv_par_error_set(&pe, st);
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < n_kv; it++) {
@@ -351,12 +334,12 @@ qv_status qv_attention_backward(const qv_attn_desc *a, float *dq, float *dk, flo
             int64_t kb = it % nkb, g = (it / nkb) % a->KV, b = it / (nkb * a->KV);
             qv_status st = dkv_item(a, b, g, kb * BK, dk, dv, dout, q, k, v, lse, D, scratch_get(&sc));
             if (st != QV_OK)
-                par_fail(&pe, st);
+                qv_par_error_set(&pe, st);
         }
     }
     qv_free(sc.base);
     qv_free(D);
-    return pe.failed ? qv_error_restore(&pe.es) : QV_OK;
+    return qv_par_error_status(&pe);
 }
 
 /* ---- reference ------------------------------------------------------------------------------- */

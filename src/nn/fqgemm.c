@@ -137,23 +137,6 @@ bool qv_fqgemm_native(void) { return qv_gemm_kernels_active() != NULL; }
 
 /* ---- the driver ----------------------------------------------------------------------------- */
 
-/* First failure inside a parallel region, carried out of it. */
-typedef struct par_err {
-    volatile int failed;
-    qv_error_state es;
-} par_err;
-
-static void par_fail(par_err *pe, qv_status st)
-{
-#pragma omp critical(qv_fqgemm_err)
-    {
-        if (!pe->failed) {
-            qv_error_save(&pe->es, st);
-            pe->failed = 1;
-        }
-    }
-}
-
 static qv_status check_q(const qv_fqgemm_w *w, const qv_fqgemm_q *q)
 {
     if (!q)
@@ -188,7 +171,7 @@ static qv_status run_generic(float *y, const uint16_t *x, int64_t M, const qv_fq
 #pragma omp parallel for schedule(static) if (M * K >= 65536)
     for (int64_t i = 0; i < M; i++)
         kt->bf16_to_f32(xf + i * K, x + i * K, (size_t)K);
-    par_err pe = {0};
+    qv_par_error pe = {0};
     const int64_t panels = (N + 31) / 32;
 #pragma omp parallel for schedule(static)
     for (int64_t pi = 0; pi < panels; pi++) {
@@ -206,12 +189,12 @@ static qv_status run_generic(float *y, const uint16_t *x, int64_t M, const qv_fq
             kt->bf16_to_f32(f, r, (size_t)(nc * K));
         qv_status st = qv_matmul(QV_F32, M, nc, K, xf, K, f, K, bias ? bias + c0 : NULL, y + c0, N, QV_MM_B_NK);
         if (st != QV_OK)
-            par_fail(&pe, st);
+            qv_par_error_set(&pe, st);
     }
     qv_free(xf);
     qv_free(wf);
     qv_free(rows);
-    return pe.failed ? qv_error_restore(&pe.es) : QV_OK;
+    return qv_par_error_status(&pe);
 }
 
 qv_status qv_fqgemm(float *y, const uint16_t *x, int64_t M, const qv_fqgemm_w *w, const qv_fqgemm_q *q,
@@ -252,7 +235,7 @@ qv_status qv_fqgemm(float *y, const uint16_t *x, int64_t M, const qv_fqgemm_w *w
     uint16_t *scratch = qv_aligned_alloc(64, bytes, "fqgemm: per-thread panels");
     if (!scratch)
         return QV_ERR_NOMEM;
-    const double t0 = qv_prof_now();
+    const double t0 = qv_now_s();
 
 #pragma omp parallel
     {
@@ -287,7 +270,7 @@ qv_status qv_fqgemm(float *y, const uint16_t *x, int64_t M, const qv_fqgemm_w *w
             }
         }
     }
-    qv_prof_add(QV_PROF_GEMM, qv_prof_now() - t0);
+    qv_prof_add(QV_PROF_GEMM, qv_now_s() - t0);
     qv_free(scratch);
     return QV_OK;
 }

@@ -276,8 +276,8 @@ qv_status qv_matmul(qv_dtype dt, int64_t M, int64_t N, int64_t K, const void *a,
     const size_t es = qv_dtype_size(dt);
     const int64_t tm = (M + MM_TILE_M - 1) / MM_TILE_M, tn = (N + MM_TILE_N - 1) / MM_TILE_N, nt = tm * tn;
     const int nthr = omp_in_parallel() ? 1 : omp_get_max_threads();
-    const double t0 = qv_prof_now();
-    qv_error_state err = {QV_OK, ""};
+    const double t0 = qv_now_s();
+    qv_par_error err = {0};
 #pragma omp parallel num_threads(nthr) if (nthr > 1 && nt > 1)
     {
         const int saved = omp_get_max_threads();
@@ -290,17 +290,14 @@ qv_status qv_matmul(qv_dtype dt, int64_t M, int64_t N, int64_t K, const void *a,
             const char *bt = (flags & QV_MM_B_NK) ? (const char *)b + (size_t)(j0 * ldb) * es : (const char *)b + (size_t)j0 * es;
             qv_status st = matmul_tile(dt, mi, nj, K, (const char *)a + (size_t)(i0 * lda) * es, lda, bt, ldb,
                                        bias ? bias + j0 : NULL, c + i0 * ldc + j0, ldc, flags);
-            if (st != QV_OK) {
-#pragma omp critical(qv_matmul_err)
-                if (err.status == QV_OK)
-                    qv_error_save(&err, st);
-            }
+            if (st != QV_OK)
+                qv_par_error_set(&err, st);
         }
         if (saved != 1)
             omp_set_num_threads(saved);
     }
-    qv_prof_add(QV_PROF_GEMM, qv_prof_now() - t0);
-    return err.status == QV_OK ? QV_OK : qv_error_restore(&err);
+    qv_prof_add(QV_PROF_GEMM, qv_now_s() - t0);
+    return qv_par_error_status(&err);
 }
 
 bool qv_matmul_bf16_native(void)
