@@ -4,22 +4,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #ifdef QVLM_HAVE_MPI
 #include <mpi.h>
 #endif
 
+#include "prof.h"
 #include "strmap.h"
 
 static qv_comm g_comm = {0, 1, 0.0};
-
-static inline double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 qv_comm *qv_comm_world(void) { return &g_comm; }
 
@@ -57,7 +50,7 @@ void qv_comm_abort(int code)
 qv_status qv_comm_allgather_rows(const double *local, int64_t n_local, int64_t width, double *all, int64_t n_total)
 {
     const int P = g_comm.size;
-    double t0 = now_s();
+    double t0 = qv_now_s();
     int64_t cnt = n_local * width;
     int64_t *counts64 = qv_malloc((size_t)P * sizeof *counts64, "MPI counts");
     int *counts = qv_malloc((size_t)P * sizeof *counts, "MPI counts"), *displs = qv_malloc((size_t)P * sizeof *displs, "MPI counts");
@@ -80,13 +73,13 @@ qv_status qv_comm_allgather_rows(const double *local, int64_t n_local, int64_t w
     qv_free(counts64);
     qv_free(counts);
     qv_free(displs);
-    g_comm.seconds += now_s() - t0;
+    g_comm.seconds += qv_now_s() - t0;
     return st;
 }
 
 qv_status qv_comm_bcast(void *buf, size_t bytes)
 {
-    double t0 = now_s();
+    double t0 = qv_now_s();
     char *p = buf;
     while (bytes) {
         int n = bytes > (size_t)1 << 30 ? 1 << 30 : (int)bytes;
@@ -94,15 +87,15 @@ qv_status qv_comm_bcast(void *buf, size_t bytes)
         p += n;
         bytes -= (size_t)n;
     }
-    g_comm.seconds += now_s() - t0;
+    g_comm.seconds += qv_now_s() - t0;
     return QV_OK;
 }
 
 qv_status qv_comm_barrier(void)
 {
-    double t0 = now_s();
+    double t0 = qv_now_s();
     MPI_TRY(MPI_Barrier(MPI_COMM_WORLD));
-    g_comm.seconds += now_s() - t0;
+    g_comm.seconds += qv_now_s() - t0;
     return QV_OK;
 }
 
@@ -179,10 +172,10 @@ qv_status qv_comm_sum_rows(const double *local, int64_t n_local, int64_t width, 
     double *all = NULL;
     if (g_comm.size > 1) {
 #ifdef QVLM_HAVE_MPI
-        double t0 = now_s();
+        double t0 = qv_now_s();
         if (MPI_Allreduce(&n_local, &n_total, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
             return qv_fail(QV_ERR_IO, "rank %d: MPI_Allreduce failed", g_comm.rank);
-        g_comm.seconds += now_s() - t0;
+        g_comm.seconds += qv_now_s() - t0;
 #endif
         all = qv_malloc((size_t)(n_total * width) * sizeof *all + 8, "gathered rows");
         if (!all)

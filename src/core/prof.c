@@ -6,7 +6,7 @@
 
 static double g_prof[QV_PROF_COUNT];
 
-double qv_prof_now(void)
+double qv_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

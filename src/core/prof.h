@@ -1,7 +1,8 @@
-/* prof.h — wall-time counters of the search's parts, for `qvlm bench search-layer` (where does a
- * layer's time go: the GEMMs, the candidates' fake quantization, the rest of the inspect module,
- * the loss). Counters are process-wide and added to from the thread that owns the run, outside
- * parallel regions only; a few clock reads per GEMM call, always on. */
+/* prof.h — the monotonic wall clock every timing in qvlm reads (qv_now_s), and wall-time counters
+ * of the search's parts for `qvlm bench search-layer` (where does a layer's time go: the GEMMs,
+ * the candidates' fake quantization, the rest of the inspect module, the loss). Counters are
+ * process-wide and added to from the thread that owns the run, outside parallel regions only; a
+ * few clock reads per GEMM call, always on. */
 #ifndef QV_PROF_H
 #define QV_PROF_H
 
@@ -13,7 +14,8 @@ typedef enum qv_prof_slot {
     QV_PROF_COUNT
 } qv_prof_slot;
 
-double qv_prof_now(void);
+/* Seconds on CLOCK_MONOTONIC. */
+double qv_now_s(void);
 void qv_prof_add(qv_prof_slot slot, double seconds);
 double qv_prof_get(qv_prof_slot slot);
 void qv_prof_reset(void);

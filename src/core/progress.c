@@ -1,16 +1,9 @@
 /* progress.c — TTY progress bar with ETA, or one line per step (progress.h). */
 #include "progress.h"
+#include "prof.h"
 
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 const char *qv_progress_fmt_time(double s, char *buf, size_t n)
 {
@@ -31,12 +24,12 @@ void qv_progress_init(qv_progress *p, FILE *out, const char *label, int64_t tota
     snprintf(p->label, sizeof p->label, "%s", label ? label : "");
     p->total = total;
     p->tty = out && isatty(fileno(out));
-    p->t0 = now();
+    p->t0 = qv_now_s();
 }
 
 static void draw(qv_progress *p, const char *what)
 {
-    double el = now() - p->t0;
+    double el = qv_now_s() - p->t0;
     char t1[32], t2[32];
     if (!p->tty) {
         if (p->total > 0)
@@ -84,7 +77,7 @@ void qv_progress_step(qv_progress *p, int64_t n, const char *what)
     p->done += n;
     if (!p->out)
         return;
-    double t = now();
+    double t = qv_now_s();
     /* redraw a TTY bar at most 10 times a second, and always at the end */
     if (p->tty && t - p->last_draw < 0.1 && p->done < p->total)
         return;

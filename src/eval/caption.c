@@ -7,18 +7,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "../core/fsutil.h"
+#include "../core/prof.h"
 #include "../vision/vision.h"
 #include "eval.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void log_line(const qv_eval_caption_opts *o, void (*to)(void *, const char *), const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -311,7 +304,7 @@ qv_status qv_eval_caption(qv_llm *m, qv_eval_quant *q, size_t nq, const qv_eval_
                           qv_eval_report *out)
 {
     memset(out, 0, sizeof *out);
-    const double t0 = now_s();
+    const double t0 = qv_now_s();
     if (!m->cfg.has_vision)
         return qv_fail(QV_ERR_INVALID, "%s: a text-only model: --task caption needs a vision-language model (--task ppl "
                        "evaluates text)", m->dir);
@@ -408,7 +401,7 @@ qv_status qv_eval_caption(qv_llm *m, qv_eval_quant *q, size_t nq, const qv_eval_
         for (size_t k = 0; k < n; k++)
             out->image_entry[k] = order[src[k]];
     }
-    out->seconds = now_s() - t0;
+    out->seconds = qv_now_s() - t0;
 done:
     if (st != QV_OK)
         qv_eval_report_free(out);

@@ -3,8 +3,8 @@
  * columns as the caption task: NLL, accuracy, KL to FP and top-1 agreement per model. */
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
+#include "../core/prof.h"
 #include "eval.h"
 
 typedef struct text_source {
@@ -24,8 +24,7 @@ qv_status qv_eval_ppl(qv_llm *m, qv_eval_quant *q, size_t nq, const int64_t *ids
                       int64_t batch, uint64_t max_memory, const char *what, qv_progress *prog, qv_eval_report *out)
 {
     memset(out, 0, sizeof *out);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const double t0 = qv_now_s();
     if (seqlen < 2)
         return qv_fail(QV_ERR_INVALID, "%s: --seqlen must be at least 2", what);
     if (seqlen > m->c->max_positions)
@@ -80,8 +79,7 @@ qv_status qv_eval_ppl(qv_llm *m, qv_eval_quant *q, size_t nq, const int64_t *ids
         c->shuffled = (qv_eval_metrics){0, NAN, NAN, NAN, NAN};
         c->vision_reliance = NAN;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    out->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    out->seconds = qv_now_s() - t0;
     if (st != QV_OK)
         qv_eval_report_free(out);
     qv_free(sums);

@@ -5,10 +5,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "../core/comm.h"
 #include "../core/fsutil.h"
+#include "../core/prof.h"
 #include "../llm/forward.h"
 #include "fp8.h"
 #include "run_util.h"
@@ -101,16 +101,16 @@ qv_status qv_fp8_quantize(qv_fp8_model *fm, qv_llm *m, const qv_run_config *rc, 
                   "them; ALGORITHMS-2.md §4.6)\n");
 
     /* the calibration batch (also the evaluation batch) */
-    double t0 = qv_run_now_s();
+    double t0 = qv_now_s();
     if (io->get_batch && rc->data_path) {
         QV_CHECK(st = io->get_batch(io->batch_ctx, m, rc, &batch, NULL, NULL), done);
         have_batch = true;
         QV_CHECK(st = qv_llm_batch_check(&batch, m), done);
     }
-    t->calib = qv_run_now_s() - t0;
+    t->calib = qv_now_s() - t0;
 
     /* statistics on the FP model */
-    t0 = qv_run_now_s();
+    t0 = qv_now_s();
     if (have_batch && qv_fp8_needs_stats(fm)) {
         if (qv_fp8_has_vision(fm) && fm->act == QV_FP8_ACT_TENSOR)
             QV_CHECK(st = io->embed_images(io->batch_ctx, m, rc, qv_fp8_vision_hook(fm, true), &batch), done);
@@ -130,7 +130,7 @@ qv_status qv_fp8_quantize(qv_fp8_model *fm, qv_llm *m, const qv_run_config *rc, 
     }
     if (qv_fp8_needs_stats(fm))
         QV_CHECK(st = qv_fp8_check_stats(fm, rc->file), done);
-    t->stats = qv_run_now_s() - t0;
+    t->stats = qv_now_s() - t0;
     if (root) {
         QV_CHECK(st = qv_fp8_write_scales(fm, dir), done);
         QV_CHECK(st = qv_fp8_write_recipe(fm, dir), done);
@@ -138,7 +138,7 @@ qv_status qv_fp8_quantize(qv_fp8_model *fm, qv_llm *m, const qv_run_config *rc, 
     }
 
     /* evaluation: the FP model, then the FP8 model (vision Linears through the hook) */
-    t0 = qv_run_now_s();
+    t0 = qv_now_s();
     qv_strbuf ev;
     qv_sb_init(&ev);
     if (have_batch) {
@@ -165,7 +165,7 @@ qv_status qv_fp8_quantize(qv_fp8_model *fm, qv_llm *m, const qv_run_config *rc, 
     if (st == QV_OK && root)
         st = ev.oom ? QV_ERR_NOMEM : write_text(dir, "eval.json", ev.s, ev.len);
     qv_sb_free(&ev);
-    t->eval = qv_run_now_s() - t0;
+    t->eval = qv_now_s() - t0;
 done:
     if (have_batch)
         qv_llm_batch_free(&batch);

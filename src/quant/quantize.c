@@ -14,6 +14,7 @@
 
 #include "../core/comm.h"
 #include "../core/fsutil.h"
+#include "../core/prof.h"
 #include "../core/progress.h"
 #include "../eval/eval.h"
 #include "../io/json.h"
@@ -27,13 +28,6 @@
 #include "smooth.h"
 
 #define SEARCH_FORMAT "qvlm-search/1"
-
-double qv_run_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void qv_mem_sample(qv_mem_peak *p)
 {
@@ -695,7 +689,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     qv_scales sc = {0};
     qv_fp8_model fm = {0};
     bool wrote_scales = false; /* an evaluate-only run writes eval.json and timings.json only */
-    double t0 = qv_run_now_s();
+    double t0 = qv_now_s();
     if (!rc->pretrained)
         return qv_fail(QV_ERR_INVALID, "%s: model_args names no pretrained model folder", rc->file);
     const char *dir = io->out_dir ? io->out_dir : rc->scale_dir;
@@ -755,7 +749,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
 
     /* calibration batch (also the evaluation batch): this rank's samples [b0, b0 + batch.B) of
      * n_total */
-    double t = qv_run_now_s();
+    double t = qv_now_s();
     int64_t b0 = 0, n_total = 0;
     if (io->get_batch && (qv_run_config_needs_calib(rc) || rc->data_path)) {
         QV_CHECK(st = io->get_batch(io->batch_ctx, r.m, rc, &batch, &b0, &n_total), done);
@@ -766,7 +760,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
                      qv_method_name(rc->method));
         goto done;
     }
-    r.t_calib = qv_run_now_s() - t;
+    r.t_calib = qv_now_s() - t;
     qv_mem_sample(&r.mem);
 
     /* layer-0 inputs: the batch's inputs_embeds themselves when it has them (read-only here; a
@@ -790,7 +784,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
 
     /* MBQ: gradient statistics and per-layer ratios (not needed again when a resumed run has
      * every layer: the ratios are in the layer checkpoints) */
-    t = qv_run_now_s();
+    t = qv_now_s();
     if (st == QV_OK && rc->method == QV_METHOD_MBQ && rc->reweight && rc->run_process) {
         const int64_t NL = r.m->c->n_layers;
         qv_qresult probe = {0};
@@ -814,11 +808,11 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
         }
         qv_qresult_free(&probe);
     }
-    r.t_grad = qv_run_now_s() - t;
+    r.t_grad = qv_now_s() - t;
     qv_mem_sample(&r.mem);
 
     /* the search */
-    t = qv_run_now_s();
+    t = qv_now_s();
     const bool search = rc->run_process || rc->method == QV_METHOD_RTN;
     if (!search) {
         if (!rc->scale_path || !qv_path_exists(rc->scale_path)) {
@@ -847,7 +841,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     if (st == QV_OK && sq_saved)
         st = smooth_from_saved(&r, &res);
     qv_free(x0_own);
-    r.t_search = qv_run_now_s() - t;
+    r.t_search = qv_now_s() - t;
     qv_mem_sample(&r.mem);
     if (st != QV_OK)
         goto done;
@@ -861,7 +855,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     QV_CHECK(st = qv_comm_barrier(), done); /* the other ranks read the scales rank 0 wrote */
 
     /* evaluation: the saved list applied to a fresh model view, fake-quantized */
-    t = qv_run_now_s();
+    t = qv_now_s();
     qv_strbuf ev;
     qv_sb_init(&ev);
     qv_sb_puts(&ev, "{");
@@ -909,7 +903,7 @@ qv_status qv_quantize(const qv_run_config *rc, const qv_quantize_io *io)
     qv_sb_free(&ev);
     if (st != QV_OK)
         goto done;
-    r.t_eval = qv_run_now_s() - t;
+    r.t_eval = qv_now_s() - t;
     qv_mem_sample(&r.mem);
 
 timings:;
@@ -918,7 +912,7 @@ timings:;
     qv_mem_sample(&r.mem);
     qv_mem_watch_stop(watch, &r.mem);
     watch = NULL;
-    double mine[TW] = {r.t_calib, r.t_grad, r.t_search, r.t_eval, qv_run_now_s() - t0, comm->seconds, (double)r.mem.anon};
+    double mine[TW] = {r.t_calib, r.t_grad, r.t_search, r.t_eval, qv_now_s() - t0, comm->seconds, (double)r.mem.anon};
     double *all = qv_malloc((size_t)(comm->size * TW) * sizeof *all, "timings");
     if (!all) {
         st = QV_ERR_NOMEM;
@@ -931,7 +925,7 @@ timings:;
         qv_sb_printf(&tj, "{\"calibration\": %.3f, \"gradients\": %.3f, \"search\": %.3f, \"eval\": %.3f, \"total\": %.3f, "
                           "\"peak_rss_anon_bytes\": %llu, \"peak_rss_file_bytes\": %llu, \"threads\": %d, \"ranks\": %d, "
                           "\"per_rank\": [",
-                     r.t_calib, r.t_grad, r.t_search, r.t_eval, qv_run_now_s() - t0, (unsigned long long)r.mem.anon,
+                     r.t_calib, r.t_grad, r.t_search, r.t_eval, qv_now_s() - t0, (unsigned long long)r.mem.anon,
                      (unsigned long long)r.mem.file, omp_get_max_threads(), comm->size);
         for (int k = 0; k < comm->size; k++) {
             const double *v = all + k * TW;

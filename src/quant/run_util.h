@@ -5,8 +5,6 @@
 
 #include "quantize.h"
 
-/* Monotonic seconds. */
-double qv_run_now_s(void);
 /* printf to io->log and flush; nothing when io->log is NULL. */
 void qv_run_log(const qv_quantize_io *io, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The config's dtype word for T: bfloat16, float16 or float32. */

@@ -226,9 +226,9 @@ qv_status qv_search_group(qv_group_search *s)
     for (int64_t b0 = 0; b0 < B; b0 += chunk) {
         const int64_t nb = QV_MIN(chunk, B - b0), r0 = b0 * L, nr = nb * L;
         qv_acts_get(s->x, r0, nr, xin);
-        const double tp = qv_prof_now();
+        const double tp = qv_now_s();
         QV_CHECK(st = run_inspect(s, &w0, b0, nb, xin, y), done);
-        qv_prof_add(QV_PROF_INSPECT, qv_prof_now() - tp);
+        qv_prof_add(QV_PROF_INSPECT, qv_now_s() - tp);
         qv_acts_put(&y0, r0, nr, y);
     }
 
@@ -241,7 +241,7 @@ qv_status qv_search_group(qv_group_search *s)
         else
             (Td == QV_BF16 ? k->f32_to_bf16 : k->f32_to_f16)(s_T, sk, (size_t)ci);
         qv_llm_weights cw = w0;
-        double tp = qv_prof_now();
+        double tp = qv_now_s();
         for (int f = 0; f < g->n_fcs; f++) {
             const int64_t co = qv_llm_lin_out(m, g->fcs[f]);
             const int64_t rb = 16;
@@ -264,7 +264,7 @@ qv_status qv_search_group(qv_group_search *s)
                 cw.act_dt = Td;
             }
         }
-        qv_prof_add(QV_PROF_CAND, qv_prof_now() - tp);
+        qv_prof_add(QV_PROF_CAND, qv_now_s() - tp);
         for (int64_t b0 = 0; b0 < B; b0 += chunk) {
             const int64_t nb = QV_MIN(chunk, B - b0), r0 = b0 * L, nr = nb * L;
             qv_acts_get(xq, r0, nr, xin);
@@ -276,9 +276,9 @@ qv_status qv_search_group(qv_group_search *s)
                         xin[t * ci + j] = Td == QV_BF16 ? qv_round_bf16(v) : Td == QV_F16 ? qv_round_f16(v) : v;
                     }
             }
-            tp = qv_prof_now();
+            tp = qv_now_s();
             QV_CHECK(st = run_inspect(s, &cw, b0, nb, xin, y), done);
-            const double ti = qv_prof_now();
+            const double ti = qv_now_s();
             qv_prof_add(QV_PROF_INSPECT, ti - tp);
             qv_acts_put(&yc, 0, nr, y);
             const int64_t rblk = 64;
@@ -286,7 +286,7 @@ qv_status qv_search_group(qv_group_search *s)
             for (int64_t q0 = 0; q0 < nr; q0 += rblk)
                 k->loss_rows(row_abs + r0 + q0, row_sq + r0 + q0, qv_acts_row(&y0, r0 + q0), qv_acts_row(&yc, q0), Td,
                              QV_MIN(rblk, nr - q0), cout, NULL);
-            qv_prof_add(QV_PROF_LOSS, qv_prof_now() - ti);
+            qv_prof_add(QV_PROF_LOSS, qv_now_s() - ti);
         }
         double tot[LS_W];
         sample_sums(s, row_abs, row_sq, B, L, part);
