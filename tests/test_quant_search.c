@@ -16,52 +16,8 @@
 
 #include "io/json.h"
 #include "quant/layerwise.h"
+#include "util/search_fixture.h"
 #include "util/testutil.h"
-
-typedef struct fixture {
-    qv_llm *m;
-    qv_llm_batch b;
-    float *x0;
-    qv_st_file *masks, *inputs;
-} fixture;
-
-static void load_fixture(const char *model, fixture *f)
-{
-    char p[512];
-    memset(f, 0, sizeof *f);
-    snprintf(p, sizeof p, "models/%s", model);
-    cr_assert_eq(qv_llm_open(qt_fixture(p), NULL, &f->m), QV_OK, "%s", qv_last_error());
-    snprintf(p, sizeof p, "goldens/%s/search_masks.safetensors", model);
-    f->masks = qt_open_st(p);
-    snprintf(p, sizeof p, "goldens/%s/search_inputs.safetensors", model);
-    f->inputs = qt_open_st(p);
-    qv_tensor t;
-    f->x0 = qt_tensor_f32(f->inputs, "llm.inputs_embeds", &t);
-    f->b.B = t.shape[0];
-    f->b.L = t.shape[1];
-    f->b.path = strdup("search_masks.safetensors");
-    const char *names[] = {"attention_mask", "caption_mask", "vision_mask"};
-    uint8_t **dst[] = {&f->b.attention_mask, &f->b.caption_mask, &f->b.vision_mask};
-    for (int i = 0; i < 3; i++) {
-        float *v = qt_tensor_f32(f->masks, names[i], NULL);
-        *dst[i] = malloc((size_t)(f->b.B * f->b.L));
-        for (int64_t j = 0; j < f->b.B * f->b.L; j++)
-            (*dst[i])[j] = v[j] != 0;
-        free(v);
-    }
-}
-
-static void free_fixture(fixture *f)
-{
-    free(f->b.attention_mask);
-    free(f->b.caption_mask);
-    free(f->b.vision_mask);
-    free(f->b.path);
-    free(f->x0);
-    qv_st_close(f->masks);
-    qv_st_close(f->inputs);
-    qv_llm_close(f->m);
-}
 
 static double rel_err(const float *a, const float *b, int64_t n)
 {
@@ -75,8 +31,8 @@ static double rel_err(const float *a, const float *b, int64_t n)
 
 static void check_run(const char *model, const char *run, int w_bit, int a_bit, bool reweight, qv_loss_mode mode)
 {
-    fixture f;
-    load_fixture(model, &f);
+    qt_search_fixture f;
+    qt_search_fixture_load(model, NULL, 0, &f);
     char p[512];
     snprintf(p, sizeof p, "goldens/%s/search_%s.json", model, run);
     qv_json *gj;
@@ -153,7 +109,7 @@ static void check_run(const char *model, const char *run, int w_bit, int a_bit, 
     free(rm);
     qv_st_close(gs);
     qv_json_free(gj);
-    free_fixture(&f);
+    qt_search_fixture_free(&f);
 }
 
 Test(quant_search, qwen2_mbq_w3g128, .timeout = 600) { check_run("internvl2-qwen2-tiny", "mbq_w3g128_reweight_mae", 3, 16, true, QV_LOSS_MODE_MAE); }

@@ -26,6 +26,7 @@
 #include "nn/matmul.h"
 #include "quant/layerwise.h"
 #include "util/kernels_util.h"
+#include "util/search_fixture.h"
 #include "util/testutil.h"
 
 typedef struct packed_view {
@@ -146,39 +147,15 @@ Test(search_packed, modules_on_packed_weights, .timeout = 300)
 
 /* ---- the search in BF16 compute, packed vs oneDNN --------------------------------------------- */
 
-typedef struct fixture {
-    qv_llm *m;
-    qv_llm_batch b;
-    float *x0;
-    qv_st_file *masks, *inputs;
-} fixture;
-
 /* The layer-by-layer search on a fixture's layer-0 inputs (the first `samples` samples) in BF16
  * reference arithmetic, with QVLM_FQGEMM = fqgemm (NULL: unset) and the given compute dtype;
  * W3g128 or W4A8, n_grid grid points. */
 static void search_bf16(const char *model, qv_qresult *res, const char *fqgemm, qv_dtype compute, bool wa,
                         int64_t samples, int n_grid)
 {
-    char p[512];
-    fixture f;
-    memset(&f, 0, sizeof f);
-    snprintf(p, sizeof p, "models/%s", model);
-    qv_llm_opts lo = {.compute = compute};
-    cr_assert_eq(qv_llm_open(qt_fixture(p), &lo, &f.m), QV_OK, "%s", qv_last_error());
-    snprintf(p, sizeof p, "goldens/%s/search_masks.safetensors", model);
-    f.masks = qt_open_st(p);
-    snprintf(p, sizeof p, "goldens/%s/search_inputs.safetensors", model);
-    f.inputs = qt_open_st(p);
-    qv_tensor t;
-    f.x0 = qt_tensor_f32(f.inputs, "llm.inputs_embeds", &t);
-    f.b.B = QV_MIN(samples, t.shape[0]);
-    f.b.L = t.shape[1];
-    f.b.path = strdup("search_masks.safetensors");
-    float *am = qt_tensor_f32(f.masks, "attention_mask", NULL);
-    f.b.attention_mask = malloc((size_t)(f.b.B * f.b.L));
-    for (int64_t j = 0; j < f.b.B * f.b.L; j++)
-        f.b.attention_mask[j] = am[j] != 0;
-    free(am);
+    qt_search_fixture f;
+    const qv_llm_opts lo = {.compute = compute};
+    qt_search_fixture_load(model, &lo, samples, &f);
     qv_quant_opts o = {.method = QV_METHOD_MBQ, .w_bit = wa ? 4 : 3, .a_bit = wa ? 8 : 16, .w_group = wa ? -1 : 128,
                        .zero_point = !wa, .division = QV_FQ_DIV_CUDA, .wa = wa, .n_grid = n_grid,
                        .loss_mode = QV_LOSS_MODE_MAE, .T = QV_BF16};
@@ -189,12 +166,7 @@ static void search_bf16(const char *model, qv_qresult *res, const char *fqgemm, 
     qv_layerwise lw = {.m = f.m, .o = &o, .b = &f.b, .x0 = f.x0};
     cr_assert_eq(qv_quantize_layers(&lw, res), QV_OK, "%s", qv_last_error());
     unsetenv("QVLM_FQGEMM");
-    free(f.b.attention_mask);
-    free(f.b.path);
-    free(f.x0);
-    qv_st_close(f.masks);
-    qv_st_close(f.inputs);
-    qv_llm_close(f.m);
+    qt_search_fixture_free(&f);
 }
 
 /* Both models x (W3g128, W4A8) x (candidate prepared per grid point, fake-quantized on the fly in
