@@ -8,20 +8,13 @@
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
-#include <time.h>
 
 #include "bench.h"
 #include "cli/cli.h"
+#include "core/prof.h"
 #include "gemm.h"
 
 #define ROUND_FLOP 65536.0
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static volatile float g_sink;
 
@@ -30,9 +23,9 @@ static int64_t calibrate(double seconds)
 {
     int64_t it = 1 << 14;
     for (;;) {
-        double t0 = now();
+        double t0 = qv_now_s();
         g_sink += qv_amx_peak_loop(it);
-        double dt = now() - t0;
+        double dt = qv_now_s() - t0;
         if (dt > 0.05 || it > ((int64_t)1 << 40))
             return (int64_t)((double)it * seconds / fmax(dt, 1e-9)) + 1;
         it *= 4;
@@ -41,7 +34,7 @@ static int64_t calibrate(double seconds)
 
 static double run_threads(int nt, int64_t iters)
 {
-    double t0 = now();
+    double t0 = qv_now_s();
     if (nt == 1) {
         g_sink += qv_amx_peak_loop(iters);
     } else {
@@ -52,7 +45,7 @@ static double run_threads(int nt, int64_t iters)
             g_sink += r;
         }
     }
-    return ROUND_FLOP * (double)iters * nt / (now() - t0) / 1e12;
+    return ROUND_FLOP * (double)iters * nt / (qv_now_s() - t0) / 1e12;
 }
 
 double qv_bench_amx_peak_tflops(int threads, double seconds)

@@ -20,10 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench.h"
 #include "cli/cli.h"
+#include "core/prof.h"
 #include "fp.h"
 #include "gemm.h"
 #include "nn/fqgemm.h"
@@ -37,13 +37,6 @@ typedef struct shape {
 
 static const shape shapes[] = {
     {"wqkv", 6144, 4096}, {"w1", 14336, 4096}, {"w2", 4096, 14336}, {"wo", 4096, 4096}};
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ULL;
 static float rnd_normal(void)
@@ -193,13 +186,13 @@ static qv_status time_onednn(bufs *b, bool fq, int reps, double *best)
         qv_kernels()->bf16_to_f32(b->wf, b->wq, (size_t)(b->N * b->K));
     *best = INFINITY;
     for (int r = 0; r <= reps; r++) {
-        double t0 = now();
+        double t0 = qv_now_s();
         qv_status st = b->wf ? qv_linear(QV_F32, b->M, b->N, b->K, b->xf, b->wf, NULL, b->yref)
                              : qv_linear(QV_BF16, b->M, b->N, b->K, b->x, b->wq, NULL, b->yref);
         if (st != QV_OK)
             return st;
         if (r > 0)
-            *best = fmin(*best, now() - t0);
+            *best = fmin(*best, qv_now_s() - t0);
     }
     return QV_OK;
 }
@@ -209,10 +202,10 @@ static qv_status time_fqgemm(bufs *b, const qv_fqgemm_w *pw, bool fq, int reps, 
     const qv_fqgemm_q q = {b->s, QV_FQ_SCALE_MULDIV, {3, true, 128, QV_FQ_DIV_CUDA}};
     *best = INFINITY;
     for (int r = 0; r <= reps; r++) {
-        double t0 = now();
+        double t0 = qv_now_s();
         QV_TRY(qv_fqgemm(b->y, b->x, b->M, pw, fq ? &q : NULL, NULL));
         if (r > 0)
-            *best = fmin(*best, now() - t0);
+            *best = fmin(*best, qv_now_s() - t0);
     }
     return QV_OK;
 }

@@ -9,20 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../simd/fp.h"
 #include "bench.h"
 #include "cli/cli.h"
+#include "core/prof.h"
 #include "llm/llm.h"
 #include "nn/matmul.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Uniform(−a, a) values (xorshift per 64k block, so any thread count gives the same data). */
 static void fill(void *dst, qv_dtype dt, int64_t n, float a, uint64_t seed)
@@ -138,14 +131,14 @@ int qv_bench_layer(int argc, char **argv)
     }
     fill(ga, dt, T * kmax, 1.0f, 11);
     for (int64_t it = 0; it <= iters; it++) {
-        double t0 = now();
+        double t0 = qv_now_s();
         qv_status st = qv_llm_layer_forward(m, &lw, &ctx, x, y, QV_F32, NULL);
-        double t = now() - t0, tg = 0;
+        double t = qv_now_s() - t0, tg = 0;
         for (int i = 0; i < 5 && st == QV_OK; i++) {
-            double g0 = now();
+            double g0 = qv_now_s();
             st = qv_matmul(dt, T, shapes[i].N, shapes[i].K, ga, shapes[i].K, w[i], shapes[i].K, NULL, gc, shapes[i].N,
                            QV_MM_B_NK);
-            double g = now() - g0;
+            double g = qv_now_s() - g0;
             tg += g;
             if (it > 0 && g < gemm_best[i])
                 gemm_best[i] = g;

@@ -19,18 +19,12 @@
 #include "fp.h"
 #include "bench.h"
 #include "cli/cli.h"
+#include "core/prof.h"
 #include "nn/linear.h"
 #include "nn/matmul.h"
 #include "vision/vit_block.h"
 
 enum { VIT_D = 1024, VIT_H = 16, VIT_I = 4096, VIT_S = 448, VIT_P = 14, VIT_LAYERS = 24 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 
@@ -176,12 +170,12 @@ int qv_bench_vit(int argc, char **argv)
     /* warm-up: every shape of the timed run once (primitive creation, page faults) */
     if (tower(&b, px, chunk, 1, cols, pe, x) != QV_OK || (tiles % chunk && tower(&b, px, tiles % chunk, 1, cols, pe, x)))
         goto done;
-    const double t0 = now();
+    const double t0 = qv_now_s();
     const clock_t c0 = clock();
     for (int64_t t = 0; t < tiles; t += chunk)
         if (tower(&b, px, QV_MIN(chunk, tiles - t), layers, cols, pe, x) != QV_OK)
             goto done;
-    const double sec = now() - t0, cpu = (double)(clock() - c0) / CLOCKS_PER_SEC;
+    const double sec = qv_now_s() - t0, cpu = (double)(clock() - c0) / CLOCKS_PER_SEC;
     const double flop_tile = (double)layers * (2.0 * T * (4.0 * D * D + 2.0 * D * VIT_I) + 4.0 * T * T * D) +
                              2.0 * np * K * D;
     const double tps = (double)tiles / sec, gflops = flop_tile * (double)tiles / sec / 1e9;

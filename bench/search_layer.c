@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench.h"
 #include "cli/cli.h"
@@ -44,13 +43,6 @@ static const dims dim_table[] = {
     {"internvl2-8b", 4096, 32, 8, 128, 14336},
     {"tiny", 128, 4, 2, 32, 256},
 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* n values ~ N(0, sd²) rounded to BF16 (a cheap bell curve: sum of 4 uniforms), stored as BF16
  * (bf) and/or as F32 (f); chunks split between threads, each with its own stream. */
@@ -244,10 +236,10 @@ int qv_bench_search_layer(int argc, char **argv)
             for (int i = 0; i < 5; i++)
                 if (lins[i] == g->fcs[f])
                     s.fc_w[f] = wbf[i];
-        const double t0 = now();
+        const double t0 = qv_now_s();
         qv_prof_reset();
         st = qv_search_group(&s);
-        const double dt = now() - t0;
+        const double dt = qv_now_s() - t0;
         group_result *gr = &res[nres++];
         *gr = (group_result){names[which], dt, dt * (double)(grid + 1) / (double)(points + 1),
                              fl * (double)(grid + 1) / 1e12, s.best};
